@@ -51,6 +51,7 @@ import {
   SKB_TRANSPORT_HEADER,
   SKB_TRUESIZE,
   SKB_USERS,
+  SKB_QUEUE_MAPPING,
   SKB_VLAN_TCI,
   SKB_NETWORK_HEADER,
   SKBF_FCLONE_SHIFT,
@@ -75,6 +76,15 @@ export interface NapiSkbOwner {
  * bytes including the shared info at the end). Allocates nothing.
  */
 export function __buildSkbAround(cpu: SkbCpu, skb: number, data: number, size: number): void {
+  buildAround(cpu, skb, data, size, 0);
+}
+
+/**
+ * __build_skb_around plus the flags byte in the same pass: `flags` lands in
+ * the (zeroed) word holding queue_mapping | flags | active_extensions, so
+ * head_frag costs no separate read-modify-write.
+ */
+function buildAround(cpu: SkbCpu, skb: number, data: number, size: number, flags: number): void {
   const u32 = cpu.u32;
   const w = skb >>> 2;
   const usable = size - SHINFO_SIZE;
@@ -89,6 +99,7 @@ export function __buildSkbAround(cpu: SkbCpu, skb: number, data: number, size: n
   u32[w + W_VLAN_TCI_MAC] = 0xffff0000;
   u32[w + W_NET_TRANSPORT] = 0xffff0000;
   u32[w + W_ALLOC_CPU] = cpu.id;
+  u32[w + W_FLAGS] = flags << 16;
   // Shared info: clear everything before dataref, then dataref = 1.
   const sh = data + usable;
   if ((sh & 7) === 0) {
@@ -122,8 +133,11 @@ const W_END = SKB_END >>> 2;
 const W_VLAN_TCI_MAC = SKB_VLAN_TCI >>> 2;
 const W_NET_TRANSPORT = SKB_NETWORK_HEADER >>> 2;
 const W_ALLOC_CPU = SKB_ALLOC_CPU >>> 2;
+const W_FLAGS = SKB_QUEUE_MAPPING >>> 2;
 if (
   SKB_MAC_HEADER !== SKB_VLAN_TCI + 2 ||
+  SKB_FLAGS !== SKB_QUEUE_MAPPING + 2 ||
+  (SKB_QUEUE_MAPPING & 3) !== 0 ||
   SKB_TRANSPORT_HEADER !== SKB_NETWORK_HEADER + 2 ||
   (SKB_VLAN_TCI & 3) !== 0 ||
   (SKB_NETWORK_HEADER & 3) !== 0 ||
@@ -148,24 +162,34 @@ function checkBuildArgs(op: string, cpu: SkbCpu, data: number, fragSize: number)
   return fragSize;
 }
 
+/** Validate builder arguments (debug mode, or fragSize 0 which needs a lookup); returns the buffer size. */
+function buildSize(op: string, cpu: SkbCpu, data: number, fragSize: number): number {
+  return fragSize === 0 || cpu.debug ? checkBuildArgs(op, cpu, data, fragSize) : fragSize;
+}
+
 /**
  * `__build_skb`: a slab shell around `data` (never the NAPI cache).
  * `fragSize` 0 means `data` is a kmalloc object whose size is discovered.
  * Returns 0 when the slab is exhausted; `data` is then still the caller's.
+ * Like the kernel, arguments are trusted on the fast path; debug mode
+ * (SKBUFF_DEBUG) checks them.
  */
 export function __buildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
-  const size = checkBuildArgs("buildSkb", cpu, data, fragSize);
+  const size = buildSize("buildSkb", cpu, data, fragSize);
   const skb = kmemCacheAlloc(cpu.headCache);
   if (skb === 0) return 0;
   skbZeroHead(cpu, skb);
-  __buildSkbAround(cpu, skb, data, size);
+  buildAround(cpu, skb, data, size, 0);
   return skb;
 }
 
 /** `build_skb`: like __buildSkb; a non-zero fragSize marks the head as a page fragment. */
 export function buildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
-  const skb = __buildSkb(cpu, data, fragSize);
-  if (skb !== 0 && fragSize !== 0) cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_HEAD_FRAG;
+  const size = buildSize("buildSkb", cpu, data, fragSize);
+  const skb = kmemCacheAlloc(cpu.headCache);
+  if (skb === 0) return 0;
+  skbZeroHead(cpu, skb);
+  buildAround(cpu, skb, data, size, fragSize !== 0 ? SKBF_HEAD_FRAG : 0);
   return skb;
 }
 
@@ -180,11 +204,11 @@ export function buildSkbAround(cpu: SkbCpu, skb: number, data: number, fragSize:
 
 /** `__napi_build_skb`: cached shell (refill allowed), zeroed to tail, built around data. */
 export function __napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
-  const size = checkBuildArgs("napiBuildSkb", cpu, data, fragSize);
+  const size = buildSize("napiBuildSkb", cpu, data, fragSize);
   const skb = napiSkbCacheGet(cpu, true);
   if (skb === 0) return 0;
   skbZeroHead(cpu, skb);
-  __buildSkbAround(cpu, skb, data, size);
+  buildAround(cpu, skb, data, size, 0);
   return skb;
 }
 
@@ -192,11 +216,14 @@ export function __napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): num
  * `napi_build_skb`: the NAPI-context replacement for build_skb: the shell
  * comes from this CPU's head cache. Returns 0 when neither the cache nor a
  * refill could provide one; `data` then still belongs to the caller.
- * Allocates no JS objects.
+ * Arguments are trusted (debug mode checks them). Allocates no JS objects.
  */
 export function napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
-  const skb = __napiBuildSkb(cpu, data, fragSize);
-  if (skb !== 0 && fragSize !== 0) cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_HEAD_FRAG;
+  const size = buildSize("napiBuildSkb", cpu, data, fragSize);
+  const skb = napiSkbCacheGet(cpu, true);
+  if (skb === 0) return 0;
+  skbZeroHead(cpu, skb);
+  buildAround(cpu, skb, data, size, fragSize !== 0 ? SKBF_HEAD_FRAG : 0);
   return skb;
 }
 

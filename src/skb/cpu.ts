@@ -21,8 +21,8 @@ import { SKB_DROP_REASON_MAX } from "./drop-reason.js";
 import type { SkbMemory } from "./memory.js";
 import { type NapiProfile, napiProfile, type ProfileOverrides } from "./profile.js";
 
-/** Indices into {@link SkbCpu.stats}. */
-export const NAPI_STAT_GETS = 0;
+/** Indices into {@link SkbCpu.stats}. Gets that found the stack empty (or the cache off). */
+export const NAPI_STAT_MISSES = 0;
 /** Gets served from a non-empty stack (no slab call). */
 export const NAPI_STAT_HITS = 1;
 /** Refills of an empty stack (one bulk slab call each). */
@@ -52,7 +52,7 @@ export const NAPI_STAT_MAX = 13;
 
 /** Names of the napi stats, index order. */
 export const NAPI_STAT_NAMES = [
-  "gets",
+  "misses",
   "hits",
   "refills",
   "refillObjs",
@@ -87,6 +87,8 @@ export class SkbCpu {
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
+  /** Arena size in bytes (bounds checks). */
+  readonly arenaSize: number;
   readonly headCache: KmemCache;
   readonly fcloneCache: KmemCache;
   readonly smallHeadCache: KmemCache;
@@ -113,6 +115,8 @@ export class SkbCpu {
   irqsDisabled = false;
   /** Debug mode (slab debug): checks cached-head state. */
   readonly debug: boolean;
+  /** Profile flag copied for the hot stolen-head path. */
+  readonly slowGro: boolean;
   /** NAPI cache counters, NAPI_STAT_* indices. */
   readonly stats: Float64Array;
   /** Freed packets by drop reason (index CONSUMED counts consumes). */
@@ -142,6 +146,7 @@ export class SkbCpu {
     this.u32 = mem.arena.u32;
     this.i32 = mem.arena.i32;
     this.f64 = mem.arena.f64;
+    this.arenaSize = mem.arena.size;
     this.headCache = mem.headCache;
     this.fcloneCache = mem.fcloneCache;
     this.smallHeadCache = mem.smallHeadCache;
@@ -155,6 +160,7 @@ export class SkbCpu {
     this.napiFrag = new PageFragCache(mem.fragPages);
     this.netdevFrag = new PageFragCache(mem.fragPages);
     this.debug = mem.config.debug;
+    this.slowGro = profile.slowGro;
     this.stats = new Float64Array(NAPI_STAT_MAX);
     this.drops = new Float64Array(SKB_DROP_REASON_MAX);
     this.pagePools = new Array<PagePool | undefined>(mem.config.maxPagePools + 1).fill(undefined);
@@ -169,10 +175,14 @@ export function createSkbCpu(mem: SkbMemory, id: number, o: SkbCpuOptions = {}):
 }
 
 /** NAPI cache counters as a plain object (allocates). */
-export function napiCacheStats(cpu: SkbCpu): Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number } {
+export function napiCacheStats(
+  cpu: SkbCpu,
+): Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number } {
   const o = { cached: cpu.skbCount } as Record<string, number>;
   NAPI_STAT_NAMES.forEach((n, i) => {
     o[n] = cpu.stats[i] as number;
   });
-  return o as Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number };
+  // Every get is either a hit (stack non-empty) or a miss.
+  o.gets = (cpu.stats[NAPI_STAT_HITS] as number) + (cpu.stats[NAPI_STAT_MISSES] as number);
+  return o as Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number };
 }

@@ -357,6 +357,10 @@ export function napiConsumeSkb(cpu: SkbCpu, skb: number, budget: number): void {
   napiSkbCachePut(cpu, skb);
 }
 
+function stolenHeadFcloneError(skb: number): never {
+  throw new SkbError("napiSkbFreeStolenHead", skb, "fast-clone skbs never own a stealable head");
+}
+
 /**
  * `napi_skb_free_stolen_head`: GRO merged this skb's head into another skb,
  * so only the shell is left: drop dst / extensions (5.12; 6.19 only when
@@ -365,10 +369,8 @@ export function napiConsumeSkb(cpu: SkbCpu, skb: number, budget: number): void {
  */
 export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
   const u32 = cpu.u32;
-  if (((cpu.u8[skb + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) !== 0) {
-    throw new SkbError("napiSkbFreeStolenHead", skb, "fast-clone skbs never own a stealable head");
-  }
-  if (!cpu.profile.slowGro) {
+  if (((cpu.u8[skb + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) !== 0) stolenHeadFcloneError(skb);
+  if (!cpu.slowGro) {
     u32[(skb + SKB_DST) >>> 2] = 0;
     u32[(skb + SKB_EXTENSIONS) >>> 2] = 0;
   } else if (((cpu.u8[skb + SKB_FLAGS2] as number) & SKBF2_SLOW_GRO) !== 0) {

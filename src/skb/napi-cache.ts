@@ -32,7 +32,7 @@ import {
   NAPI_STAT_FLUSHED_OBJS,
   NAPI_STAT_FLUSHES,
   NAPI_STAT_GET_FAIL,
-  NAPI_STAT_GETS,
+  NAPI_STAT_MISSES,
   NAPI_STAT_HITS,
   NAPI_STAT_PUTS,
   NAPI_STAT_REFILL_OBJS,
@@ -75,9 +75,20 @@ export function napiCacheIsEnabled(): boolean {
  * empty stack returns 0 at once. The shell is not zeroed. Allocates nothing.
  */
 export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
+  const n = cpu.skbCount;
+  if (n !== 0 && napiCacheEnabled && !cpu.debug) {
+    // Fast path: pop the most recently freed (cache-hot) shell.
+    cpu.skbCount = n - 1;
+    cpu.stats[NAPI_STAT_HITS]++;
+    return cpu.skbCache[n - 1] as number;
+  }
+  return napiSkbCacheGetSlow(cpu, alloc);
+}
+
+function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
   const st = cpu.stats;
-  st[NAPI_STAT_GETS]++;
   if (!napiCacheEnabled) {
+    st[NAPI_STAT_MISSES]++;
     if (!alloc) {
       st[NAPI_STAT_GET_FAIL]++;
       return 0;
@@ -89,6 +100,7 @@ export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
   }
   let n = cpu.skbCount;
   if (n === 0) {
+    st[NAPI_STAT_MISSES]++;
     if (!alloc) {
       st[NAPI_STAT_GET_FAIL]++;
       return 0;
@@ -120,6 +132,18 @@ export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
  * bad-free report) and is not cached. Allocates nothing.
  */
 export function napiSkbCachePut(cpu: SkbCpu, skb: number): void {
+  const n = cpu.skbCount + 1;
+  if (n < cpu.cacheSize && napiCacheEnabled && !cpu.debug) {
+    // Fast path: push; the stack does not become full.
+    cpu.skbCache[n - 1] = skb;
+    cpu.skbCount = n;
+    cpu.stats[NAPI_STAT_PUTS]++;
+    return;
+  }
+  napiSkbCachePutSlow(cpu, skb);
+}
+
+function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
   const st = cpu.stats;
   st[NAPI_STAT_PUTS]++;
   if (!napiCacheEnabled) {
@@ -180,7 +204,7 @@ export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, 
       st[NAPI_STAT_BULK_DIRECT] += direct;
     }
   }
-  const m = count < n ? count : n;
+  const m = Math.min(count, n);
   const base = count - m;
   const cache = cpu.skbCache;
   for (let i = 0; i < m; i++) {

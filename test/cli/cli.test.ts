@@ -1,0 +1,123 @@
+/**
+ * Every CLI command, once, on small inputs, through the real `bin/skb.js`
+ * launcher in a child process: the main job must never break silently.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, it } from "node:test";
+
+const BIN = fileURLToPath(new URL("../../../bin/skb.js", import.meta.url));
+
+function skb(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("skb CLI", () => {
+  it("--help and help print usage with every command", () => {
+    for (const args of [["--help"], ["help"], []]) {
+      const r = skb(args);
+      assert.equal(r.code, 0, r.err);
+      for (const word of ["skb bench", "skb slabinfo", "skb info", "--napi-cache", "--profile"]) {
+        assert.ok(r.out.includes(word), `help lacks ${word}`);
+      }
+    }
+  });
+
+  it("--version prints the package version", () => {
+    const r = skb(["--version"]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^skb \d+\.\d+\.\d+ \(node v\d+/);
+  });
+
+  it("info prints layouts and both profiles; --json parses", () => {
+    const t = skb(["info"]);
+    assert.equal(t.code, 0, t.err);
+    assert.match(t.out, /NAPI_SKB_CACHE_SIZE 64, BULK 16, flush 32 \(keep 32\)/);
+    assert.match(t.out, /NAPI_SKB_CACHE_SIZE 128, BULK 32, flush 32 \(keep 96\)/);
+    const j = skb(["info", "--json"]);
+    assert.equal(j.code, 0);
+    const info = JSON.parse(j.out);
+    assert.equal(info.skb.sharedInfoBytes, 320);
+    assert.equal(info.profiles["6.19"].cacheSize, 128);
+  });
+
+  it("slabinfo pushes packets through the cache and reports no leak", () => {
+    const r = skb(["slabinfo", "--packets", "5000", "--arena-size", "16M", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.packets, 5000);
+    assert.equal(j.failed, 0);
+    assert.equal(j.headsInUseAfterDrain, 0);
+    assert.equal(j.napiCache.gets, 5000);
+    assert.equal(j.napiCache.puts, 5000);
+    // 5.12: refills of 16 only when empty, flushes of 32 only when full.
+    assert.equal(j.napiCache.refillObjs, j.napiCache.refills * 16);
+    assert.equal(j.napiCache.flushedObjs, j.napiCache.flushes * 32);
+    const text = skb(["slabinfo", "--packets", "100", "--profile", "6.19"]);
+    assert.equal(text.code, 0, text.err);
+    assert.match(text.out, /skbuff_head_cache\s+192/);
+  });
+
+  it("slabinfo with the cache off goes to the slab for every head", () => {
+    const r = skb(["slabinfo", "--packets", "1000", "--napi-cache", "off", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.napiCache.refills, 0);
+    const head = j.slabs.find((s: { name: string }) => s.name === "skbuff_head_cache");
+    assert.equal(head.allocs, 1000);
+    assert.equal(head.frees, 1000);
+  });
+
+  it("bench alloc runs every case and pattern; --json has the documented shape", () => {
+    const r = skb(["bench", "alloc", "--ops", "6400", "--rounds", "1", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.results.length, 10);
+    for (const row of j.results) {
+      assert.ok(["slab", "slab-bulk", "napi-cache", "js-object", "buffer"].includes(row.case));
+      assert.ok(["pair", "burst64"].includes(row.pattern));
+      assert.equal(typeof row.nsPerOp, "number");
+      assert.ok(row.nsPerOp > 0);
+      assert.equal(typeof row.gcCount, "number");
+    }
+    const napi = j.results.find((x: { case: string; pattern: string }) => x.case === "napi-cache" && x.pattern === "pair");
+    assert.equal(napi.slabCallsPerOp, 0);
+    const slab = j.results.find((x: { case: string; pattern: string }) => x.case === "slab" && x.pattern === "pair");
+    assert.equal(slab.slabCallsPerOp, 2);
+    assert.ok(j.ratios.length >= 3);
+  });
+
+  it("bench (default) prints the alloc table", () => {
+    const r = skb(["bench", "--ops", "640", "--rounds", "1", "--cases", "napi-cache,slab"]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /skb bench alloc — profile 5\.12/);
+    assert.match(r.out, /napi-cache\s+pair/);
+  });
+
+  it("bad flags and commands exit 2 with a clear message", () => {
+    const cases: [string[], RegExp][] = [
+      [["frobnicate"], /unknown command 'frobnicate'/],
+      [["bench", "router"], /unknown benchmark 'router'/],
+      [["bench", "--ops", "ten"], /--ops: 'ten' is not a whole number/],
+      [["bench", "--ops", "10"], /--ops: must be at least 64/],
+      [["bench", "--cases", "slab,nope"], /unknown case 'nope'/],
+      [["bench", "--profile", "4.19"], /unknown profile '4\.19'/],
+      [["slabinfo", "--napi-cache", "maybe"], /--napi-cache: expected on or off/],
+      [["slabinfo", "--arena-size", "lots"], /--arena-size: 'lots' is not a size/],
+      [["slabinfo", "--arena-size", "2G"], /out of range/],
+      [["slabinfo", "--arena-size", "64K"], /does not fit/],
+      [["info", "--no-such-flag"], /Unknown option '--no-such-flag'/],
+    ];
+    for (const [args, re] of cases) {
+      const r = skb(args);
+      assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}, stderr ${r.err}`);
+      assert.match(r.err, re, args.join(" "));
+    }
+  });
+});
