@@ -24,7 +24,12 @@ import {
   SKB_END,
   SKB_FLAGS,
   SKB_HEAD,
+  SKB_HEADER_UNSET,
   SKB_LEN,
+  SKB_MAC_HEADER,
+  SKB_NETWORK_HEADER,
+  SKB_PROTOCOL,
+  SKB_TRANSPORT_HEADER,
   SKB_TAIL,
   SKB_USERS,
   SKBF_CLONED,
@@ -212,3 +217,86 @@ export function skbZeroHead(cpu: SkbCpu, skb: number): void {
   f[b + 17] = 0;
 }
 
+
+// ---- header offsets (offsets from head; SKB_HEADER_UNSET when not set) --------
+
+/** `skb_mac_header`: arena offset of the MAC header. */
+export function skbMacHeader(cpu: SkbCpu, skb: number): number {
+  return (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + (cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] as number);
+}
+/** `skb_network_header`: arena offset of the network header. */
+export function skbNetworkHeader(cpu: SkbCpu, skb: number): number {
+  return (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + (cpu.u16[(skb + SKB_NETWORK_HEADER) >>> 1] as number);
+}
+/** `skb_transport_header`: arena offset of the transport header. */
+export function skbTransportHeader(cpu: SkbCpu, skb: number): number {
+  return (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + (cpu.u16[(skb + SKB_TRANSPORT_HEADER) >>> 1] as number);
+}
+/** `skb_mac_header_was_set`. */
+export function skbMacHeaderWasSet(cpu: SkbCpu, skb: number): boolean {
+  return (cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] as number) !== SKB_HEADER_UNSET;
+}
+/** `skb_transport_header_was_set`. */
+export function skbTransportHeaderWasSet(cpu: SkbCpu, skb: number): boolean {
+  return (cpu.u16[(skb + SKB_TRANSPORT_HEADER) >>> 1] as number) !== SKB_HEADER_UNSET;
+}
+/** `skb_reset_mac_header`: MAC header = data. */
+export function skbResetMacHeader(cpu: SkbCpu, skb: number): void {
+  cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] = (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number);
+}
+/** `skb_reset_network_header`: network header = data. */
+export function skbResetNetworkHeader(cpu: SkbCpu, skb: number): void {
+  cpu.u16[(skb + SKB_NETWORK_HEADER) >>> 1] =
+    (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number);
+}
+/** `skb_reset_transport_header`: transport header = data. */
+export function skbResetTransportHeader(cpu: SkbCpu, skb: number): void {
+  cpu.u16[(skb + SKB_TRANSPORT_HEADER) >>> 1] =
+    (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number);
+}
+/** `skb_set_mac_header(skb, off)`: MAC header = data + off. */
+export function skbSetMacHeader(cpu: SkbCpu, skb: number, off: number): void {
+  cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] =
+    (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + off;
+}
+/** `skb_set_network_header(skb, off)`. */
+export function skbSetNetworkHeader(cpu: SkbCpu, skb: number, off: number): void {
+  cpu.u16[(skb + SKB_NETWORK_HEADER) >>> 1] =
+    (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + off;
+}
+/** `skb_set_transport_header(skb, off)`. */
+export function skbSetTransportHeader(cpu: SkbCpu, skb: number, off: number): void {
+  cpu.u16[(skb + SKB_TRANSPORT_HEADER) >>> 1] =
+    (cpu.u32[(skb + SKB_DATA) >>> 2] as number) - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + off;
+}
+/** `skb->protocol` (host-order EtherType value, e.g. 0x0800). */
+export function skbProtocol(cpu: SkbCpu, skb: number): number {
+  return cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number;
+}
+/** Set `skb->protocol`. */
+export function skbSetProtocol(cpu: SkbCpu, skb: number, proto: number): void {
+  cpu.u16[(skb + SKB_PROTOCOL) >>> 1] = proto;
+}
+
+// ---- big-endian wire access on arena bytes ------------------------------------------
+
+/** Read a big-endian u16 at arena offset `o`. */
+export function be16(u8: Uint8Array, o: number): number {
+  return ((u8[o] as number) << 8) | (u8[o + 1] as number);
+}
+/** Read a big-endian u32 at arena offset `o` (unsigned). */
+export function be32(u8: Uint8Array, o: number): number {
+  return (((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number)) >>> 0;
+}
+/** Write a big-endian u16 at arena offset `o`. */
+export function putBe16(u8: Uint8Array, o: number, v: number): void {
+  u8[o] = v >>> 8;
+  u8[o + 1] = v;
+}
+/** Write a big-endian u32 at arena offset `o`. */
+export function putBe32(u8: Uint8Array, o: number, v: number): void {
+  u8[o] = v >>> 24;
+  u8[o + 1] = v >>> 16;
+  u8[o + 2] = v >>> 8;
+  u8[o + 3] = v;
+}

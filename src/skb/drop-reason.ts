@@ -42,6 +42,16 @@ export const DROP_REASON_NAMES = [
   "NEIGH_FAILED",
   "TUN_ERROR",
   "PCAP_MALFORMED",
+  "HDR_TRUNC",
+  "IP_INVALID_SOURCE",
+  "IP_FRAG_MEMORY",
+  "CT_INVALID",
+  "CT_UNSOLICITED",
+  "TCP_FLAGS",
+  "ICMP_INVALID",
+  "VLAN_UNKNOWN",
+  "L2_MALFORMED",
+  "TX_ERROR",
 ] as const;
 
 /** A drop-reason name. */

@@ -78,6 +78,8 @@ export interface SkbMemoryConfig {
   debug?: boolean;
   /** Slab bulk-allocation behaviour under shortage. */
   bulkMode?: BulkMode;
+  /** More regions to carve (tables of the layers above, e.g. conntrack). */
+  extraRegions?: readonly RegionSpec[];
 }
 
 /** Fully resolved configuration (what was actually carved). */
@@ -94,6 +96,7 @@ export interface ResolvedMemoryConfig {
   maxCpus: number;
   debug: boolean;
   bulkMode: BulkMode;
+  extraRegions: RegionSpec[];
 }
 
 const BASE_KMALLOC = [2048, 2048, 1024, 2048, 2048, 4096, 4096, 1024, 256, 64, 32];
@@ -122,6 +125,7 @@ export function resolveMemoryConfig(c: SkbMemoryConfig = {}): ResolvedMemoryConf
     maxCpus: c.maxCpus ?? 16,
     debug: c.debug ?? envDebug(),
     bulkMode: c.bulkMode ?? "all-or-nothing",
+    extraRegions: c.extraRegions ? c.extraRegions.map((r) => ({ ...r })) : [],
   };
   if (r.kmalloc.length !== KMALLOC_SIZES.length) {
     throw new RangeError(`memory config: kmalloc needs ${KMALLOC_SIZES.length} counts (one per class), got ${r.kmalloc.length}`);
@@ -146,6 +150,7 @@ function regionSpecs(r: ResolvedMemoryConfig): RegionSpec[] {
     pagePoolRingsRegionSpec(r.maxPagePools, r.ppRingSize),
     { name: "defer", size: r.maxCpus * DEFER_SLOT, align: 64 },
     { name: "config", size: 4096, align: 64 },
+    ...r.extraRegions,
   ];
 }
 
