@@ -20,7 +20,7 @@
 
 import { kmallocSlab } from "../mm/kmalloc.js";
 import { pageFragAlloc, pageFragFree } from "../mm/page-frag.js";
-import { kmemCacheAlloc, kmemCacheFree } from "../mm/slab.js";
+import { kmemCacheAlloc, kmemCacheFree, kmemCacheObjIndex } from "../mm/slab.js";
 import { hex, SkbError, skbZeroHead } from "./access.js";
 import type { SkbCpu } from "./cpu.js";
 import {
@@ -148,10 +148,15 @@ if (
 }
 
 function checkBuildArgs(op: string, cpu: SkbCpu, data: number, fragSize: number): number {
+  if (!Number.isInteger(data) || !Number.isInteger(fragSize) || data < 0 || fragSize < 0) {
+    throw new RangeError(`${op}: data ${data} and fragSize ${fragSize} must be non-negative integers`);
+  }
   if (fragSize === 0) {
-    // kmalloc'ed head: discover the usable size (ksize).
+    // kmalloc'ed head: discover the usable size (ksize); data must be an object start.
     const s = cpu.mm.cachesById[cpu.mm.pageOwner[data >>> 12] as number];
-    if (s === undefined || data === 0) throw new RangeError(`${op}: data ${hex(data)} is not a slab object; pass its fragSize`);
+    if (s === undefined || data === 0 || kmemCacheObjIndex(s, data) < 0) {
+      throw new RangeError(`${op}: data ${hex(data)} is not the start of a slab object; pass its fragSize`);
+    }
     return s.objSize;
   }
   if (data === 0 || (data & 3) !== 0) throw new RangeError(`${op}: data ${hex(data)} must be a non-NULL 4-byte aligned offset`);

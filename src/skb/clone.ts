@@ -24,6 +24,10 @@ import {
   SKB_ALLOC_CPU,
   SKB_ALLOC_FCLONE,
   SKB_DATA,
+  SKB_DST,
+  SKB_END,
+  SKB_NFCT,
+  SKB_QUEUE_MAPPING,
   SKB_DATA_LEN,
   SKB_TRUESIZE,
   SKB_DESTRUCTOR,
@@ -59,6 +63,7 @@ import {
   SKB_HASH,
 } from "./layout.js";
 import { skbGet } from "./access.js";
+import { skbNfctGet } from "./free.js";
 
 /**
  * `skb_clone`: a new shell sharing the data buffer. Uses the fast-clone
@@ -100,6 +105,8 @@ function __skbClone(cpu: SkbCpu, n: number, skb: number, nFclone: number): void 
     ((f | SKBF_CLONED) & ~(SKBF_NOHDR | SKBF_PEEKED | SKBF_FCLONE_MASK)) | (nFclone << SKBF_FCLONE_SHIFT);
   u32[(n + SKB_USERS) >>> 2] = 1;
   cpu.u16[(n + SKB_ALLOC_CPU) >>> 1] = cpu.id;
+  const ct = u32[(n + SKB_NFCT) >>> 2] as number;
+  if (ct !== 0) skbNfctGet(cpu, ct);
   Atomics.add(cpu.i32, (skbShinfo(cpu, skb) + SHINFO_DATAREF) >>> 2, 1);
   u8[skb + SKB_FLAGS] = (u8[skb + SKB_FLAGS] as number) | SKBF_CLONED;
 }
@@ -108,8 +115,14 @@ function __skbClone(cpu: SkbCpu, n: number, skb: number, nFclone: number): void 
 export function skbCopyHeader(cpu: SkbCpu, n: number, old: number): void {
   const u32 = cpu.u32;
   const u16 = cpu.u16;
-  // __copy_skb_header: dev, tstamp, cb, priority, iif, the headers group.
+  // __copy_skb_header: dev, tstamp, cb, dst, conntrack (+ref), queue_mapping,
+  // priority, iif, the headers group.
   u32[(n + SKB_DEV) >>> 2] = u32[(old + SKB_DEV) >>> 2] as number;
+  u32[(n + SKB_DST) >>> 2] = u32[(old + SKB_DST) >>> 2] as number;
+  u16[(n + SKB_QUEUE_MAPPING) >>> 1] = u16[(old + SKB_QUEUE_MAPPING) >>> 1] as number;
+  const ct = u32[(old + SKB_NFCT) >>> 2] as number;
+  u32[(n + SKB_NFCT) >>> 2] = ct;
+  if (ct !== 0) skbNfctGet(cpu, ct);
   u32.copyWithin((n + SKB_TSTAMP) >>> 2, (old + SKB_TSTAMP) >>> 2, (old + SKB_CB + SKB_CB_SIZE) >>> 2);
   u32.copyWithin((n + SKB_PKT_TYPE) >>> 2, (old + SKB_PKT_TYPE) >>> 2, (old + SKB_TAIL) >>> 2);
   u32[(n + SKB_PRIORITY) >>> 2] = u32[(old + SKB_PRIORITY) >>> 2] as number;
@@ -138,7 +151,8 @@ export function skbCopyHeader(cpu: SkbCpu, n: number, old: number): void {
 export function skbCopy(cpu: SkbCpu, skb: number): number {
   const headroom = skbHeadroom(cpu, skb);
   const len = cpu.u32[(skb + SKB_LEN) >>> 2] as number;
-  const n = allocSkb(cpu, headroom + len, 0);
+  // As the kernel: room for the whole old buffer plus the non-linear bytes.
+  const n = allocSkb(cpu, (cpu.u32[(skb + SKB_END) >>> 2] as number) + (cpu.u32[(skb + SKB_DATA_LEN) >>> 2] as number), 0);
   if (n === 0) return 0;
   skbReserve(cpu, n, headroom);
   skbPut(cpu, n, len);

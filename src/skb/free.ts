@@ -66,6 +66,7 @@ export type SkbDestructor = (cpu: SkbCpu, skb: number) => void;
 
 const destructors: SkbDestructor[] = [() => {}];
 let nfctPut: ((cpu: SkbCpu, nfct: number) => void) | null = null;
+let nfctGet: ((cpu: SkbCpu, nfct: number) => void) | null = null;
 let deferFree: ((cpu: SkbCpu, skb: number) => void) | null = null;
 
 /**
@@ -80,6 +81,16 @@ export function skbRegisterDestructor(fn: SkbDestructor): number {
 /** Install the conntrack reference drop (`nf_conntrack_put`), used by the netfilter layer. */
 export function skbSetNfctPut(fn: ((cpu: SkbCpu, nfct: number) => void) | null): void {
   nfctPut = fn;
+}
+
+/** Install the conntrack reference take (`nf_conntrack_get`), used when clones and copies share `_nfct`. */
+export function skbSetNfctGet(fn: ((cpu: SkbCpu, nfct: number) => void) | null): void {
+  nfctGet = fn;
+}
+
+/** Take a conntrack reference for a new holder of `nfct` (no-op without a netfilter layer). */
+export function skbNfctGet(cpu: SkbCpu, nfct: number): void {
+  if (nfctGet !== null) nfctGet(cpu, nfct);
 }
 
 /**
