@@ -1,0 +1,385 @@
+/**
+ * pktgen: the inside hosts. A traffic source attached to one end of a veth
+ * pair, with its own NAPI instance: each poll writes up to `budget` frames
+ * into page-pool pages (copy of a per-flow template plus incremental
+ * checksum patches: IP id, UDP stamp sequence, TCP seq/ack), builds skbs
+ * around them with `napiBuildSkb`, and transmits them. Transmission stops
+ * when the peer's ring is full (backpressure), so nothing is dropped for
+ * want of room. Replies arriving on the veth end are validated and consumed.
+ *
+ * TCP flows are real: SYN, then on the SYN-ACK (after the router's reverse
+ * NAT) an ACK and data segments whose sequence numbers advance, PSH every
+ * 44 segments (64 KiB), so GRO and conntrack see real TCP.
+ *
+ * @module
+ */
+
+import { be16, be32, putBe16, putBe32 } from "../skb/access.js";
+import type { SkbCpu } from "../skb/cpu.js";
+import { napiConsumeSkb } from "../skb/free.js";
+import { SKB_DATA, SKB_LEN } from "../skb/layout.js";
+import { csumReplace2, csumReplace4 } from "../net/checksum.js";
+import { ETH_P_8021Q, IPPROTO_UDP, TCP_FLAG_ACK, TCP_FLAG_PSH, TCP_FLAG_SYN } from "../net/proto.js";
+import type { PagePool } from "../mm/page-pool.js";
+import { devQueueXmit, type NetDevice, type NetNamespace } from "../core/netdev.js";
+import { type NapiStruct, napiCompleteDone, netifNapiAdd, type Softnet } from "../core/napi.js";
+import {
+  type ArenaTemplate,
+  hostFrameSkb,
+  hostPoolCreate,
+  hostPoolDestroy,
+  l3l4ChecksumsOk,
+  templateCreate,
+  templateFree,
+} from "./host-common.js";
+import { flowSrcAddr, flowSrcPort, STAMP_MAGIC, type Traffic } from "./traffic.js";
+import { vethTxRoom } from "./veth.js";
+
+/** TCP flow states of the generator. */
+const T_CLOSED = 0;
+const T_SYN_SENT = 1;
+const T_ESTABLISHED = 2;
+
+/** Initial send sequence number of flow f (deterministic, spread out). */
+export function pktgenIsn(f: number): number {
+  return (0x1000_0000 + f * 0x0100_0000) >>> 0;
+}
+
+/** Segments between PSH flags (64 KiB of 1460-byte segments). */
+export const PSH_EVERY = 44;
+
+/** Counter indices of {@link Pktgen.stats}. */
+export const PG_TX = 0;
+export const PG_TX_BYTES = 1;
+export const PG_ALLOC_FAIL = 2;
+export const PG_RX = 3;
+export const PG_RX_BAD_CSUM = 4;
+export const PG_RX_BAD_ADDR = 5;
+export const PG_RX_BAD_OTHER = 6;
+export const PG_SYN_SENT = 7;
+export const PG_ESTABLISHED = 8;
+export const PG_TX_PAYLOAD = 9;
+export const PG_STAT_MAX = 10;
+export const PG_STAT_NAMES = [
+  "tx",
+  "txBytes",
+  "allocFail",
+  "rx",
+  "rxBadCsum",
+  "rxBadAddr",
+  "rxBadOther",
+  "synSent",
+  "established",
+  "txPayload",
+] as const;
+
+/** Options of the generator. */
+export interface PktgenOptions {
+  /** Router MAC (destination of every frame). */
+  routerMac: Uint8Array;
+  /** Verify every reply's checksums (true), or every 64th (false: benchmarks). */
+  fullValidation?: boolean;
+}
+
+/** The generator of one CPU. */
+export class Pktgen {
+  readonly cpu: SkbCpu;
+  readonly t: Traffic;
+  readonly dev: NetDevice;
+  readonly napi: NapiStruct;
+  readonly pool: PagePool;
+  readonly nSizes: number;
+  /** Data templates, index f * nSizes + z. */
+  readonly tmpl: ArenaTemplate[];
+  /** TCP SYN / ACK templates per flow. */
+  readonly syn: ArenaTemplate[];
+  readonly pureAck: ArenaTemplate[];
+  readonly stats = new Float64Array(PG_STAT_MAX);
+  readonly ipId: Uint16Array;
+  readonly seqNo: Uint32Array;
+  readonly state: Uint8Array;
+  readonly sndNxt: Uint32Array;
+  readonly rcvNxt: Uint32Array;
+  readonly segs: Uint32Array;
+  /** Packets left to send (Infinity: until told to stop). */
+  remaining = 0;
+  nextFlow = 0;
+  sizeCursor = 0;
+  established = 0;
+  /** Flows waiting to send their handshake ACK. */
+  readonly ackPending: Uint32Array;
+  ackHead = 0;
+  ackTail = 0;
+  readonly fullValidation: boolean;
+  rxCount = 0;
+
+  constructor(cpu: SkbCpu, t: Traffic, dev: NetDevice, napi: NapiStruct, pool: PagePool, o: PktgenOptions) {
+    this.cpu = cpu;
+    this.t = t;
+    this.dev = dev;
+    this.napi = napi;
+    this.pool = pool;
+    this.nSizes = t.sizes.length;
+    this.fullValidation = o.fullValidation ?? true;
+    this.ipId = new Uint16Array(t.flows);
+    this.seqNo = new Uint32Array(t.flows);
+    this.state = new Uint8Array(t.flows);
+    this.sndNxt = new Uint32Array(t.flows);
+    this.rcvNxt = new Uint32Array(t.flows);
+    this.segs = new Uint32Array(t.flows);
+    this.ackPending = new Uint32Array(t.flows + 1);
+    this.tmpl = [];
+    this.syn = [];
+    this.pureAck = [];
+    const tcp = t.proto === "tcp";
+    for (let f = 0; f < t.flows; f++) {
+      const base = {
+        srcMac: dev.mac,
+        dstMac: o.routerMac,
+        vlan: t.vlan,
+        saddr: flowSrcAddr(t, f),
+        daddr: t.server,
+        proto: t.protoNum,
+        sport: flowSrcPort(t, f),
+        dport: t.serverPort,
+        flow: f,
+      };
+      for (const size of t.sizes) {
+        this.tmpl.push(templateCreate(cpu, { ...base, frameSize: size, tcpFlags: TCP_FLAG_ACK, seq: 0, ack: 0 }));
+      }
+      if (tcp) {
+        this.syn.push(templateCreate(cpu, { ...base, frameSize: 58, tcpFlags: TCP_FLAG_SYN, seq: pktgenIsn(f), ack: 0 }));
+        this.pureAck.push(templateCreate(cpu, { ...base, frameSize: 58, tcpFlags: TCP_FLAG_ACK, seq: 0, ack: 0 }));
+        this.sndNxt[f] = pktgenIsn(f);
+      }
+    }
+  }
+}
+
+/** Create a generator on veth end `dev` (its replies arrive there too). */
+export function pktgenCreate(ns: NetNamespace, sd: Softnet, dev: NetDevice, t: Traffic, o: PktgenOptions): Pktgen {
+  const ctl = ns.register({ name: `pktgen-${dev.name}`, kind: "pktgen" });
+  ctl.up = true;
+  const pool = hostPoolCreate(sd.cpu);
+  let pg: Pktgen | null = null;
+  const napi = netifNapiAdd(sd, ctl, (cpu, n, budget) => pktgenPoll(pg as Pktgen, cpu, n, budget));
+  pg = new Pktgen(sd.cpu, t, dev, napi, pool, o);
+  return pg;
+}
+
+/** Patch the IP id of a frame at `data` (template id 0) with its checksum. */
+function patchIpId(u8: Uint8Array, ip: number, id: number): void {
+  putBe16(u8, ip + 4, id);
+  csumReplace2(u8, ip + 10, 0, id);
+}
+
+function sendOne(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number): boolean {
+  const skb = hostFrameSkb(cpu, pg.pool, t);
+  if (skb === 0) {
+    pg.stats[PG_ALLOC_FAIL]++;
+    return false;
+  }
+  const u8 = cpu.u8;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  const L = t.layout;
+  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
+  return finishSend(pg, cpu, skb, t, f);
+}
+
+function finishSend(pg: Pktgen, cpu: SkbCpu, skb: number, t: ArenaTemplate, _f: number): boolean {
+  pg.stats[PG_TX]++;
+  pg.stats[PG_TX_BYTES] += t.len;
+  devQueueXmit(cpu, pg.dev, skb);
+  return true;
+}
+
+function sendUdp(pg: Pktgen, cpu: SkbCpu, f: number, z: number): boolean {
+  const t = pg.tmpl[f * pg.nSizes + z] as ArenaTemplate;
+  const skb = hostFrameSkb(cpu, pg.pool, t);
+  if (skb === 0) {
+    pg.stats[PG_ALLOC_FAIL]++;
+    return false;
+  }
+  const u8 = cpu.u8;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  const L = t.layout;
+  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
+  if (L.payloadLen >= 12) {
+    const seq = pg.seqNo[f]++ as number;
+    putBe32(u8, data + L.payloadOff + 8, seq);
+    csumReplace4(u8, data + L.l4Off + 6, 0, seq);
+    if (be16(u8, data + L.l4Off + 6) === 0) putBe16(u8, data + L.l4Off + 6, 0xffff);
+  }
+  pg.stats[PG_TX_PAYLOAD] += L.payloadLen;
+  return finishSend(pg, cpu, skb, t, f);
+}
+
+function sendTcpData(pg: Pktgen, cpu: SkbCpu, f: number, z: number): boolean {
+  const t = pg.tmpl[f * pg.nSizes + z] as ArenaTemplate;
+  const skb = hostFrameSkb(cpu, pg.pool, t);
+  if (skb === 0) {
+    pg.stats[PG_ALLOC_FAIL]++;
+    return false;
+  }
+  const u8 = cpu.u8;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  const L = t.layout;
+  const th = data + L.l4Off;
+  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
+  const seq = pg.sndNxt[f] as number;
+  putBe32(u8, th + 4, seq);
+  csumReplace4(u8, th + 16, 0, seq);
+  const ack = pg.rcvNxt[f] as number;
+  putBe32(u8, th + 8, ack);
+  csumReplace4(u8, th + 16, 0, ack);
+  const n = (pg.segs[f] = (pg.segs[f] as number) + 1);
+  if (n % PSH_EVERY === 0) {
+    const old = be16(u8, th + 12);
+    u8[th + 13] = TCP_FLAG_ACK | TCP_FLAG_PSH;
+    csumReplace2(u8, th + 16, old, be16(u8, th + 12));
+  }
+  pg.sndNxt[f] = (seq + L.payloadLen) >>> 0;
+  pg.stats[PG_TX_PAYLOAD] += L.payloadLen;
+  return finishSend(pg, cpu, skb, t, f);
+}
+
+function sendSeqAck(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number, seq: number, ack: number): boolean {
+  const skb = hostFrameSkb(cpu, pg.pool, t);
+  if (skb === 0) {
+    pg.stats[PG_ALLOC_FAIL]++;
+    return false;
+  }
+  const u8 = cpu.u8;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  const L = t.layout;
+  const th = data + L.l4Off;
+  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
+  // The template's seq and ack are 0: patch both with their checksum deltas.
+  putBe32(u8, th + 4, seq);
+  csumReplace4(u8, th + 16, 0, seq);
+  putBe32(u8, th + 8, ack);
+  csumReplace4(u8, th + 16, 0, ack);
+  return finishSend(pg, cpu, skb, t, f);
+}
+
+/** NAPI poll of the generator: send up to `budget` frames. */
+export function pktgenPoll(pg: Pktgen, cpu: SkbCpu, napi: NapiStruct, budget: number): number {
+  let room = vethTxRoom(pg.dev);
+  let done = 0;
+  const t = pg.t;
+  // Handshake ACKs first.
+  while (pg.ackHead !== pg.ackTail && done < budget && room > 0) {
+    const f = pg.ackPending[pg.ackHead] as number;
+    if (!sendSeqAck(pg, cpu, pg.pureAck[f] as ArenaTemplate, f, pg.sndNxt[f] as number, pg.rcvNxt[f] as number)) break;
+    pg.ackHead = (pg.ackHead + 1) % pg.ackPending.length;
+    done++;
+    room--;
+  }
+  if (t.proto === "tcp") {
+    // Open every flow before data.
+    for (let f = 0; f < t.flows && done < budget && room > 0; f++) {
+      if (pg.state[f] !== T_CLOSED) continue;
+      if (!sendOne(pg, cpu, pg.syn[f] as ArenaTemplate, f)) break;
+      pg.sndNxt[f] = (pktgenIsn(f) + 1) >>> 0;
+      pg.state[f] = T_SYN_SENT;
+      pg.stats[PG_SYN_SENT]++;
+      done++;
+      room--;
+    }
+  }
+  const flows = t.flows;
+  while (done < budget && room > 0 && pg.remaining > 0) {
+    const f = pg.nextFlow;
+    pg.nextFlow = f + 1 === flows ? 0 : f + 1;
+    const z = pg.sizeCursor;
+    pg.sizeCursor = z + 1 === pg.nSizes ? 0 : z + 1;
+    let ok: boolean;
+    if (t.protoNum === IPPROTO_UDP) {
+      ok = sendUdp(pg, cpu, f, z);
+    } else {
+      if (pg.established === 0) break;
+      if (pg.state[f] !== T_ESTABLISHED) continue;
+      ok = sendTcpData(pg, cpu, f, z);
+    }
+    if (!ok) break;
+    pg.remaining--;
+    done++;
+    room--;
+  }
+  if (done < budget) napiCompleteDone(napi, done);
+  return done;
+}
+
+/**
+ * The receive side of the inside hosts (veth recv hook): validate a reply
+ * and consume it. UDP replies must come back to the flow's inside address
+ * and port; a SYN-ACK completes the handshake; checksums are verified on
+ * every packet (or every 64th with fullValidation off).
+ */
+export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
+  const u8 = cpu.u8;
+  const u32 = cpu.u32;
+  const data = u32[(skb + SKB_DATA) >>> 2] as number;
+  const len = u32[(skb + SKB_LEN) >>> 2] as number;
+  pg.stats[PG_RX]++;
+  let ip = data + 14;
+  if (len >= 18 && be16(u8, data + 12) === ETH_P_8021Q) ip += 4;
+  const ipLen = len - (ip - data) >= 20 ? be16(u8, ip + 2) : 0;
+  if (ipLen < 28 || ip - data + ipLen > len) {
+    pg.stats[PG_RX_BAD_OTHER]++;
+    napiConsumeSkb(cpu, skb, 1);
+    return;
+  }
+  if ((pg.fullValidation || (pg.rxCount++ & 63) === 0) && !l3l4ChecksumsOk(u8, ip, ipLen)) {
+    pg.stats[PG_RX_BAD_CSUM]++;
+    napiConsumeSkb(cpu, skb, 1);
+    return;
+  }
+  const t = pg.t;
+  const daddr = be32(u8, ip + 16);
+  const l4 = ip + 20;
+  const dport = be16(u8, l4 + 2);
+  const host = (daddr - t.insideBase) >>> 0;
+  const f = (dport - t.sportBase) * t.insideHosts + host;
+  if (host >= t.insideHosts || dport < t.sportBase || f >= t.flows || be32(u8, ip + 12) !== t.server) {
+    pg.stats[PG_RX_BAD_ADDR]++;
+    napiConsumeSkb(cpu, skb, 1);
+    return;
+  }
+  if (t.protoNum === IPPROTO_UDP) {
+    if (ipLen >= 40 && be32(u8, l4 + 8) === STAMP_MAGIC && be16(u8, l4 + 12) !== f) pg.stats[PG_RX_BAD_ADDR]++;
+  } else {
+    const flags = u8[l4 + 13] as number;
+    if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) === (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
+      if (pg.state[f] === T_SYN_SENT && be32(u8, l4 + 8) === pg.sndNxt[f]) {
+        pg.rcvNxt[f] = (be32(u8, l4 + 4) + 1) >>> 0;
+        pg.state[f] = T_ESTABLISHED;
+        pg.established++;
+        pg.stats[PG_ESTABLISHED]++;
+        pg.ackPending[pg.ackTail] = f;
+        pg.ackTail = (pg.ackTail + 1) % pg.ackPending.length;
+      } else {
+        pg.stats[PG_RX_BAD_OTHER]++;
+      }
+    } else if ((flags & TCP_FLAG_ACK) !== 0) {
+      // An ACK must not acknowledge data we never sent.
+      if (((be32(u8, l4 + 8) - (pg.sndNxt[f] as number)) | 0) > 0) pg.stats[PG_RX_BAD_OTHER]++;
+    }
+  }
+  napiConsumeSkb(cpu, skb, 1);
+}
+
+/** Counters as an object (allocates). */
+export function pktgenStats(pg: Pktgen): Record<(typeof PG_STAT_NAMES)[number], number> {
+  const o = {} as Record<string, number>;
+  PG_STAT_NAMES.forEach((n, i) => {
+    o[n] = pg.stats[i] as number;
+  });
+  return o as Record<(typeof PG_STAT_NAMES)[number], number>;
+}
+
+/** Free templates and the page pool (teardown). */
+export function pktgenDestroy(pg: Pktgen): void {
+  for (const t of [...pg.tmpl, ...pg.syn, ...pg.pureAck]) templateFree(pg.cpu, t);
+  hostPoolDestroy(pg.cpu, pg.pool);
+}
