@@ -55,10 +55,8 @@ export class NapiStruct implements NapiSkbOwner {
   readonly poll: NapiPollFn;
   readonly netdev: NetDevice;
   readonly sd: Softnet;
-  /** GRO flush (set by the GRO layer when the device uses GRO). */
+  /** GRO flush (set by the GRO layer when the device uses GRO); a no-op when nothing is held. */
   groFlush: GroFlushFn | null = null;
-  /** Number of packets GRO holds (kept current by the GRO layer). */
-  groCount = 0;
   /** Normal-delivery batch: head, tail and count of an skb list linked by `next`. */
   rxHead = 0;
   rxTail = 0;
@@ -202,15 +200,20 @@ export function groNormalList(n: NapiStruct): void {
  * must not re-arm (disabled).
  */
 export function napiCompleteDone(n: NapiStruct, _work: number): boolean {
-  if (n.groFlush !== null && n.groCount > 0) n.groFlush(n.sd.cpu, n, true);
+  if (n.groFlush !== null) n.groFlush(n.sd.cpu, n, true);
   groNormalList(n);
   n.state &= ~NAPI_STATE_SCHED;
   return (n.state & NAPI_STATE_DISABLE) === 0;
 }
 
-/** Microseconds since an arbitrary origin (cheap monotonic clock). */
-function nowUsecs(): number {
-  return performance.now() * 1000;
+/**
+ * The time limit is kept in jiffies with HZ = 1000, i.e. Date.now()
+ * milliseconds, like the kernel's `time_limit = jiffies +
+ * usecs_to_jiffies(netdev_budget_usecs)`. (performance.now() allocates in
+ * Node 20; Date.now() does not.)
+ */
+function usecsToJiffies(us: number): number {
+  return Math.max(1, Math.ceil(us / 1000));
 }
 
 /**
@@ -220,7 +223,7 @@ function nowUsecs(): number {
  * re-raises the softirq). Returns packets processed.
  */
 export function netRxAction(sd: Softnet): number {
-  const deadline = nowUsecs() + sd.budgetUsecs;
+  const timeLimit = Date.now() + usecsToJiffies(sd.budgetUsecs);
   let budget = sd.budget;
   let total = 0;
   sd.runs++;
@@ -238,7 +241,7 @@ export function netRxAction(sd: Softnet): number {
     const work = napiPoll(n);
     budget -= work;
     total += work;
-    if (budget <= 0 || nowUsecs() > deadline) {
+    if (budget <= 0 || Date.now() >= timeLimit) {
       sd.timeSqueeze++;
       break;
     }
@@ -262,7 +265,7 @@ function napiPoll(n: NapiStruct): number {
     return work;
   }
   // Full weight: flush GRO's packets, deliver the batch, poll again later.
-  if (n.groFlush !== null && n.groCount > 0) n.groFlush(n.sd.cpu, n, false);
+  if (n.groFlush !== null) n.groFlush(n.sd.cpu, n, false);
   groNormalList(n);
   listAdd(n.sd, n);
   return work;

@@ -157,7 +157,7 @@ export function arenaCreate(size: number, specs: readonly RegionSpec[]): Arena {
   let cursor = alignUp(pageOwnerOffset + ownerSize, 64);
   for (const spec of specs) {
     const align = spec.align ?? 64;
-    if (align <= 0 || (align & (align - 1)) !== 0) {
+    if (!Number.isInteger(align) || align < 1 || align > ARENA_MAX_SIZE || (align & (align - 1)) !== 0) {
       throw new RangeError(`arenaCreate: region '${spec.name}' alignment ${align} is not a power of two`);
     }
     if (!Number.isInteger(spec.size) || spec.size <= 0) {

@@ -238,8 +238,12 @@ export function pagePoolPutPage(pool: PagePool, page: number, allowDirect: boole
 /** Return a page from a CPU that does not own pool `id` (ring or release). */
 export function pagePoolPutPageRemote(pa: PageAllocator, rings: PagePoolRings, page: number): void {
   const id = pagePoolId(pa, page);
-  Atomics.add(rings.i32, (slot(rings, id) + SLOT_REMOTE_RETURNS) >>> 2, 1);
-  if (pageRefCount(pa, page) === 1 && pagePoolRingProduce(rings, id, page)) return;
+  const s = slot(rings, id);
+  Atomics.add(rings.i32, (s + SLOT_REMOTE_RETURNS) >>> 2, 1);
+  // A destroyed pool's ring is never consumed again: free the page instead.
+  // (A put racing with the destroy itself is not covered.)
+  const alive = Atomics.load(rings.i32, (s + SLOT_IN_USE) >>> 2) === 1;
+  if (alive && pageRefCount(pa, page) === 1 && pagePoolRingProduce(rings, id, page)) return;
   if (pageRefSubAndTest(pa, page, 1)) freePageNow(pa, page);
 }
 

@@ -57,6 +57,8 @@ export const OBJ_FREE = 0;
 export const OBJ_ALLOCATED = 1;
 /** Debug state: parked in a NAPI head cache (KASAN's "cached" poison). */
 export const OBJ_CACHED = 2;
+/** Debug state: inside a bulk free that is being checked. */
+const OBJ_FREEING = 3;
 
 /** Counter slots, in the order they sit in the shared header. */
 const C_ALLOCS = 0;
@@ -113,13 +115,18 @@ export interface SlabInfo {
 /** Bytes of arena a cache of `count` objects of `size` bytes needs. */
 export function slabRegionSize(size: number, count: number, align = 64): number {
   const objSize = alignUp(size, align);
-  const meta = alignUp(HDR_SIZE + count * 4 + count, PAGE_SIZE);
-  return meta + objSize * count;
+  return metaSize(count, align) + objSize * count;
+}
+
+/** Header + free stack + state bytes, padded so objects start page- and `align`-aligned. */
+function metaSize(count: number, align: number): number {
+  return alignUp(HDR_SIZE + count * 4 + count, Math.max(PAGE_SIZE, align));
 }
 
 /** The region spec for a cache, to pass to `arenaCreate`. */
 export function slabRegionSpec(o: KmemCacheOptions): RegionSpec {
-  return { name: `slab:${o.name}`, size: slabRegionSize(o.size, o.count, o.align ?? 64), align: PAGE_SIZE };
+  const align = o.align ?? 64;
+  return { name: `slab:${o.name}`, size: slabRegionSize(o.size, o.count, align), align: Math.max(PAGE_SIZE, align) };
 }
 
 /**
@@ -192,6 +199,12 @@ export class KmemCache {
 export function kmemCacheCreate(arena: Arena, id: number, o: KmemCacheOptions): KmemCache {
   if (id <= 0 || id > 255) throw new RangeError(`kmemCacheCreate(${o.name}): id ${id} not in 1..255`);
   const align = o.align ?? 64;
+  if (!Number.isInteger(align) || align < 4 || (align & (align - 1)) !== 0 || align > 1 << 20) {
+    throw new RangeError(`kmemCacheCreate(${o.name}): align ${align} must be a power of two in 4..1M (objects are word-accessed)`);
+  }
+  if (!Number.isInteger(o.size) || o.size < 1) {
+    throw new RangeError(`kmemCacheCreate(${o.name}): size ${o.size} must be a positive integer`);
+  }
   if (!Number.isInteger(o.count) || o.count < 1) {
     throw new RangeError(`kmemCacheCreate(${o.name}): count ${o.count} must be a positive integer`);
   }
@@ -202,7 +215,10 @@ export function kmemCacheCreate(arena: Arena, id: number, o: KmemCacheOptions): 
   }
   const base = r.offset;
   const objSize = alignUp(o.size, align);
-  const objBase = base + alignUp(HDR_SIZE + o.count * 4 + o.count, PAGE_SIZE);
+  const objBase = base + metaSize(o.count, align);
+  if (objBase % align !== 0) {
+    throw new RangeError(`kmemCacheCreate(${o.name}): region at ${hex(base)} is not ${align}-aligned; carve it with slabRegionSpec`);
+  }
   const u32 = arena.u32;
   u32[(base + HDR_NR_OBJS) >>> 2] = o.count;
   u32[(base + HDR_OBJ_SIZE) >>> 2] = objSize;
@@ -249,6 +265,7 @@ function debugCheckFree(s: KmemCache, obj: number, op: string): string | null {
   const st = s.u8[s.stateOff + idx];
   if (st === OBJ_FREE) return `${op}(${s.name}): double free of object ${hex(obj)}`;
   if (st === OBJ_CACHED) return `${op}(${s.name}): object ${hex(obj)} is parked in a NAPI head cache`;
+  if (st === OBJ_FREEING) return `${op}(${s.name}): double free of object ${hex(obj)} (twice in one bulk free)`;
   return null;
 }
 
@@ -390,12 +407,17 @@ export function kmemCacheFreeBulk(s: KmemCache, n: number, objs: Uint32Array, of
   const u32 = s.u32;
   spinLock(s.i32, s.lockIdx);
   if (s.debug) {
+    // Check each object and mark it "being freed", so a duplicate within
+    // this call is caught too; on any error undo the marks and free nothing.
     for (let i = 0; i < n; i++) {
-      const err = debugCheckFree(s, objs[off + i] as number, "kmemCacheFreeBulk");
+      const obj = objs[off + i] as number;
+      const err = debugCheckFree(s, obj, "kmemCacheFreeBulk");
       if (err !== null) {
+        for (let j = 0; j < i; j++) s.u8[s.stateOff + kmemCacheObjIndex(s, objs[off + j] as number)] = OBJ_ALLOCATED;
         spinUnlock(s.i32, s.lockIdx);
         throw new Error(err);
       }
+      s.u8[s.stateOff + kmemCacheObjIndex(s, obj)] = OBJ_FREEING;
     }
     for (let i = 0; i < n; i++) debugOnFree(s, objs[off + i] as number);
   }
@@ -473,6 +495,7 @@ export function kmemCacheMarkCached(s: KmemCache, obj: number, cached: boolean):
     if (st === OBJ_FREE) return `napiSkbCachePut(${s.name}): skb ${hex(obj)} was already freed to the slab`;
     s.u8[at] = OBJ_CACHED;
   } else {
+    if (st === OBJ_FREE) return `napiSkbCacheGet(${s.name}): skb ${hex(obj)} in the cache was freed to the slab`;
     s.u8[at] = OBJ_ALLOCATED;
   }
   return null;

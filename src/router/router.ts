@@ -1,0 +1,384 @@
+/**
+ * The VLAN NAT router of the seed's benchmark, in one process:
+ *
+ * ```
+ *  pktgen ── gen0 ═veth═ in0 ── in0.<vid> ─┐                 ┌─ out0 ═veth═ srv0 ── sink
+ *   (inside hosts,                         │  route + conntrack  │                (outside server)
+ *    page-pool frames)                     └── + masquerade NAT ─┘
+ * ```
+ *
+ * Receive (per veth NAPI poll): `ethTypeTrans`, 802.1Q untag into the VLAN
+ * child, GRO (TCP/IPv4) or the normal-delivery batch. The stack
+ * (`routerIpRcv`): `ipRcvCore`, defragmentation, `nfConntrackIn`, NAT
+ * PRE_ROUTING (de-masquerade replies), route lookup, TTL (ICMP time
+ * exceeded), NAT POST_ROUTING (masquerade flows leaving by out0), conntrack
+ * confirm, then output: GSO or IPv4 fragmentation down to the egress MTU
+ * (ICMP frag-needed for DF), Ethernet header from the static neighbour
+ * table, 802.1Q tag on the way into the inside VLAN, `devQueueXmit`.
+ *
+ * Every drop is counted on the device that saw it, by reason.
+ *
+ * @module
+ */
+
+import { skbNetworkHeader } from "../skb/access.js";
+import type { SkbCpu } from "../skb/cpu.js";
+import { SKB_DROP_REASON } from "../skb/drop-reason.js";
+import { PACKET_HOST, SKB_DEV, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
+import { ethHeaderPush, ethTypeTrans } from "../net/ethernet.js";
+import { skbVlanTagGetId, skbVlanTagPresent, skbVlanUntag, __vlanHwaccelClearTag, vlanInsertTag } from "../net/vlan.js";
+import {
+  ipDaddr,
+  ipDecreaseTtl,
+  ipFragment,
+  ipIsFragment,
+  ipRcvCore,
+  ipStatsCreate,
+  ipTotLen,
+  ipTtl,
+} from "../net/ipv4.js";
+import { fibNextHop, fibRouteOif, type FibTable, fibTableCreate, fibTableInsert, fibTableLookup } from "../net/route.js";
+import { icmpRcvEcho, icmpSend, icmpStatsCreate } from "../net/icmp.js";
+import { type IpFragQueues, ipDefrag, ipFragCreate } from "../net/ip-frag.js";
+import {
+  type Conntrack,
+  NF_CT_F_NO_NEW,
+  NF_INET_POST_ROUTING,
+  NF_INET_PRE_ROUTING,
+  nfConntrackConfirm,
+  nfConntrackIn,
+} from "../net/conntrack.js";
+import { type NfNat, nfNatIpv4 } from "../net/nat.js";
+import {
+  ETH_P_8021Q,
+  ETH_P_IP,
+  ICMP_DEST_UNREACH,
+  ICMP_ECHO,
+  ICMP_FRAG_NEEDED,
+  ICMP_NET_UNREACH,
+  ICMP_TIME_EXCEEDED,
+  ICMP_EXC_TTL,
+  IPPROTO_ICMP,
+  IP_DF,
+} from "../net/proto.js";
+import { type GroList, groFlush, napiGroReceive } from "../core/gro.js";
+import { skbGsoSegment, skbIsGso } from "../core/gso.js";
+import {
+  devDropSkb,
+  devQueueXmit,
+  type NetDevice,
+  type NetNamespace,
+  RX_BYTES,
+  RX_DROPPED,
+  RX_MERGED,
+  RX_PACKETS,
+  TX_BYTES,
+  TX_PACKETS,
+} from "../core/netdev.js";
+import { groNormalOne, type NapiStruct } from "../core/napi.js";
+
+/** Router-level counters. */
+export const RT_FORWARDED = 0;
+export const RT_LOCAL = 1;
+export const RT_ICMP_SENT = 2;
+export const RT_GSO_SEGMENTS = 3;
+export const RT_FRAGMENTS = 4;
+export const RT_STAT_MAX = 5;
+export const RT_STAT_NAMES = ["forwarded", "local", "icmpSent", "gsoSegments", "fragments"] as const;
+
+/** The router's state on one CPU. Created once by the scenario; fields fixed. */
+export class Router {
+  readonly cpu: SkbCpu;
+  readonly ns: NetNamespace;
+  readonly fib: FibTable;
+  readonly ct: Conntrack;
+  readonly nat: NfNat;
+  readonly fq: IpFragQueues;
+  readonly ipStats: Float64Array;
+  readonly icmpStats: Float64Array;
+  readonly stats = new Float64Array(RT_STAT_MAX);
+  /** Static neighbour table: next hop address -> MAC (ARP is not built yet). */
+  readonly neigh = new Map<number, Uint8Array>();
+  /** The outside device (packets arriving there may not create flows). */
+  outside: NetDevice | null = null;
+  /** Clock in ms for conntrack. */
+  clock: () => number = Date.now;
+  /** Reason of the last drop inside output (for the caller's accounting). */
+  lastReason = 0;
+
+  constructor(cpu: SkbCpu, ns: NetNamespace, ct: Conntrack, nat: NfNat) {
+    this.cpu = cpu;
+    this.ns = ns;
+    this.ct = ct;
+    this.nat = nat;
+    this.fib = fibTableCreate();
+    this.fq = ipFragCreate({});
+    this.ipStats = ipStatsCreate();
+    this.icmpStats = icmpStatsCreate();
+  }
+}
+
+/** Add a route (cold). */
+export function routerAddRoute(r: Router, prefix: number, len: number, gateway: number, oif: NetDevice): void {
+  fibTableInsert(r.fib, prefix, len, gateway, oif.ifindex);
+}
+
+/** A receive path for a physical (veth) end of the router: L2, VLAN, GRO. */
+export interface RouterPort {
+  napi: NapiStruct;
+  gro: GroList | null;
+  /** deliver to the stack: the normal-delivery batch of this NAPI. */
+  deliver: (cpu: SkbCpu, skb: number) => void;
+}
+
+/** Create the per-port receive plumbing (cold): a deliver function bound once. */
+export function routerPort(napi: NapiStruct, gro: GroList | null): RouterPort {
+  const port: RouterPort = {
+    napi,
+    gro,
+    deliver: (_cpu, skb) => groNormalOne(napi, skb),
+  };
+  if (gro !== null) {
+    napi.groFlush = (cpu, _n, all) => {
+      if (!all) gro.now = Date.now();
+      groFlush(cpu, gro, all, port.deliver);
+    };
+  }
+  return port;
+}
+
+/**
+ * Receive one frame on a router port (the veth recv hook): Ethernet, 802.1Q
+ * into the VLAN child device, then GRO or the delivery batch. Drops are
+ * counted on the receiving device.
+ */
+export function routerL2Recv(port: RouterPort, cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  let r = ethTypeTrans(cpu, skb, dev.mac, 0);
+  if (r !== 0) {
+    devDropSkb(cpu, dev, skb, r, false);
+    return;
+  }
+  if ((cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) === ETH_P_8021Q) {
+    r = skbVlanUntag(cpu, skb);
+    if (r !== 0) {
+      devDropSkb(cpu, dev, skb, r, false);
+      return;
+    }
+  }
+  if (skbVlanTagPresent(cpu, skb)) {
+    // vlan_do_receive: hand the frame to the VLAN child, tag consumed.
+    const child = dev.vlanDevs[skbVlanTagGetId(cpu, skb)];
+    if (child === undefined || !child.up) {
+      devDropSkb(cpu, dev, skb, SKB_DROP_REASON.VLAN_UNKNOWN, false);
+      return;
+    }
+    __vlanHwaccelClearTag(cpu, skb);
+    cpu.u32[(skb + SKB_DEV) >>> 2] = child.ifindex;
+    child.stats[RX_PACKETS]++;
+    child.stats[RX_BYTES] += cpu.u32[(skb + SKB_LEN) >>> 2] as number;
+  }
+  if (port.gro !== null) napiGroReceive(cpu, port.gro, skb, port.deliver);
+  else groNormalOne(port.napi, skb);
+}
+
+/** Drop helper for the stack: on the device the skb is on. */
+function drop(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number, reason: number): void {
+  r.lastReason = reason;
+  devDropSkb(cpu, dev, skb, reason, false);
+}
+
+/** Send an ICMP error about `skb` (which the caller still owns and will drop). */
+function sendIcmp(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number, type: number, code: number, info: number): void {
+  const reply = icmpSend(cpu, skb, type, code, info, dev.ipAddr, r.icmpStats);
+  if (reply === 0) return;
+  r.stats[RT_ICMP_SENT]++;
+  // Our own packet: it starts at POST_ROUTING-less output straight to its route.
+  routeAndOutput(r, cpu, dev, reply, false);
+}
+
+/**
+ * The IPv4 stack of the router (`ip_rcv` → `ip_forward` → `ip_output`), the
+ * receive handler of every routed device.
+ */
+export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  if ((cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) !== ETH_P_IP) {
+    drop(r, cpu, dev, skb, SKB_DROP_REASON.UNHANDLED_PROTO);
+    return;
+  }
+  let reason = ipRcvCore(cpu, skb, r.ipStats);
+  if (reason !== 0) {
+    drop(r, cpu, dev, skb, reason);
+    return;
+  }
+  const u8 = cpu.u8;
+  if (ipIsFragment(u8, skbNetworkHeader(cpu, skb))) {
+    const whole = ipDefrag(cpu, r.fq, skb);
+    if (whole === 0) {
+      const why = r.fq.lastResult;
+      if (why !== 0) {
+        // ipDefrag consumed and freed it; count it here.
+        dev.stats[RX_DROPPED]++;
+        dev.drops[why]++;
+      } else {
+        dev.stats[RX_MERGED]++; // held for reassembly: becomes part of a later datagram
+      }
+      return;
+    }
+    skb = whole;
+  }
+  const now = r.clock();
+  if (nfConntrackIn(r.ct, cpu, skb, NF_INET_PRE_ROUTING, dev === r.outside ? NF_CT_F_NO_NEW : 0, now) === 0) {
+    drop(r, cpu, dev, skb, r.ct.reason);
+    return;
+  }
+  reason = nfNatIpv4(r.nat, cpu, skb, NF_INET_PRE_ROUTING, r.ct);
+  if (reason !== 0) {
+    drop(r, cpu, dev, skb, reason);
+    return;
+  }
+  const iph = skbNetworkHeader(cpu, skb);
+  const daddr = ipDaddr(u8, iph);
+  if (isLocal(r, daddr)) {
+    localDeliver(r, cpu, dev, skb);
+    return;
+  }
+  // ip_forward
+  if ((cpu.u8[skb + SKB_PKT_TYPE] as number) !== PACKET_HOST) {
+    drop(r, cpu, dev, skb, SKB_DROP_REASON.OTHERHOST);
+    return;
+  }
+  if (ipTtl(u8, iph) <= 1) {
+    sendIcmp(r, cpu, dev, skb, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0);
+    drop(r, cpu, dev, skb, SKB_DROP_REASON.IP_TTL_EXPIRED);
+    return;
+  }
+  routeAndOutput(r, cpu, dev, skb, true);
+}
+
+function isLocal(r: Router, daddr: number): boolean {
+  const devs = r.ns.devices;
+  for (let i = 1; i < devs.length; i++) {
+    const d = devs[i];
+    if (d !== undefined && d.ipAddr !== 0 && d.ipAddr === daddr) return true;
+  }
+  return false;
+}
+
+/** ip_local_deliver: the router answers pings to its own addresses; anything else has no socket. */
+function localDeliver(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  const u8 = cpu.u8;
+  const iph = skbNetworkHeader(cpu, skb);
+  r.stats[RT_LOCAL]++;
+  if ((u8[iph + 9] as number) === IPPROTO_ICMP && (u8[iph + ((u8[iph] as number) & 15) * 4] as number) === ICMP_ECHO) {
+    const rc = icmpRcvEcho(cpu, skb, r.icmpStats);
+    if (rc !== 0) {
+      drop(r, cpu, dev, skb, rc);
+      return;
+    }
+    routeAndOutput(r, cpu, dev, skb, false);
+    return;
+  }
+  drop(r, cpu, dev, skb, SKB_DROP_REASON.NO_SOCKET);
+}
+
+/**
+ * Route `skb` (network header = data) and send it: TTL decrement when
+ * forwarding, NAT POST_ROUTING + confirm, GSO / fragmentation, L2 output.
+ */
+function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, forward: boolean): void {
+  const u8 = cpu.u8;
+  const iph = skbNetworkHeader(cpu, skb);
+  const daddr = ipDaddr(u8, iph);
+  const rt = fibTableLookup(r.fib, daddr);
+  if (rt < 0) {
+    if (forward) sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0);
+    r.ipStats[4]++;
+    drop(r, cpu, inDev, skb, SKB_DROP_REASON.NO_ROUTE);
+    return;
+  }
+  const odev = r.ns.devices[fibRouteOif(r.fib, rt)] as NetDevice;
+  if (forward) ipDecreaseTtl(u8, iph);
+  cpu.u32[(skb + SKB_DEV) >>> 2] = odev.ifindex;
+  let reason = nfNatIpv4(r.nat, cpu, skb, NF_INET_POST_ROUTING, r.ct);
+  if (reason === 0) reason = nfConntrackConfirm(r.ct, cpu, skb, r.clock());
+  if (reason !== 0) {
+    drop(r, cpu, inDev, skb, reason);
+    return;
+  }
+  if (forward) r.stats[RT_FORWARDED]++;
+  const nexthop = fibNextHop(r.fib, rt, daddr);
+  const mtu = odev.mtu;
+  if (ipTotLen(u8, iph) <= mtu && !skbIsGso(cpu, skb)) {
+    l2Output(r, cpu, odev, skb, nexthop);
+    return;
+  }
+  let segs: number;
+  if (skbIsGso(cpu, skb)) {
+    segs = skbGsoSegment(cpu, skb, mtu);
+    if (segs === 0) {
+      drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
+      return;
+    }
+    // count segments beyond the first: one skb in, n out
+    for (let s = segs; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) r.stats[RT_GSO_SEGMENTS]++;
+  } else {
+    if (((u8[iph + 6] as number) << 8) & IP_DF) {
+      sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
+      drop(r, cpu, odev, skb, SKB_DROP_REASON.PKT_TOO_BIG);
+      return;
+    }
+    segs = ipFragment(cpu, skb, mtu, r.ipStats);
+    if (segs <= 0) {
+      drop(r, cpu, odev, skb, segs === 0 ? SKB_DROP_REASON.NOMEM : -segs);
+      return;
+    }
+    for (let s = segs; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) r.stats[RT_FRAGMENTS]++;
+  }
+  while (segs !== 0) {
+    const next = cpu.u32[(segs + SKB_NEXT) >>> 2] as number;
+    cpu.u32[(segs + SKB_NEXT) >>> 2] = 0;
+    cpu.u32[(segs + SKB_DEV) >>> 2] = odev.ifindex;
+    l2Output(r, cpu, odev, segs, nexthop);
+    segs = next;
+  }
+}
+
+/** neigh_output + dev_queue_xmit: Ethernet header, 802.1Q tag for VLAN children, transmit. */
+function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
+  const mac = r.neigh.get(nexthop);
+  if (mac === undefined) {
+    drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
+    return;
+  }
+  if (ethHeaderPush(cpu, skb, odev.mac, 0, mac, 0, ETH_P_IP) !== 0) {
+    drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
+    return;
+  }
+  const parent = odev.parent;
+  if (parent !== null) {
+    if (vlanInsertTag(cpu, skb, ETH_P_8021Q, odev.vlanId) !== 0) {
+      drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
+      return;
+    }
+    odev.stats[TX_PACKETS]++;
+    odev.stats[TX_BYTES] += cpu.u32[(skb + SKB_LEN) >>> 2] as number;
+    cpu.u32[(skb + SKB_DEV) >>> 2] = parent.ifindex;
+    devQueueXmit(cpu, parent, skb);
+    return;
+  }
+  devQueueXmit(cpu, odev, skb);
+}
+
+/** Make `child` an 802.1Q device `vid` on `parent` (cold). */
+export function vlanDevAdd(ns: NetNamespace, parent: NetDevice, vid: number): NetDevice {
+  if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw new RangeError(`vlan: id ${vid} must be 1..4094`);
+  if (parent.vlanDevs[vid] !== undefined) throw new Error(`vlan: ${parent.name} already has VLAN ${vid}`);
+  const child = ns.register({ name: `${parent.name}.${vid}`, mtu: parent.mtu, kind: "vlan" });
+  child.mac.set(parent.mac);
+  child.macHi = parent.macHi;
+  child.macLo = parent.macLo;
+  child.vlanId = vid;
+  child.parent = parent;
+  parent.vlanDevs[vid] = child;
+  return child;
+}
