@@ -2,7 +2,8 @@
  * The `skb` command line.
  *
  * ```
- * skb bench [alloc] [--ops N] [--rounds N] [--profile 5.12|6.19] [--cases a,b] [--json]
+ * skb bench [router] [--duration S] [--rounds N] [--cases udp64,...] [--svg FILE] [--no-baseline] [--json]
+ * skb bench alloc [--ops N] [--rounds N] [--profile 5.12|6.19] [--cases a,b] [--json]
  * skb slabinfo [--arena-size SIZE] [--profile P] [--napi-cache on|off] [--packets N] [--json]
  * skb info [--json]
  * skb help | --help | --version
@@ -14,9 +15,10 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ALLOC_CASES, type AllocCase, formatAllocBench, runAllocBench } from "../bench/alloc.js";
+import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } from "../bench/router.js";
 import { fmtBytes } from "../mm/arena.js";
 import { KMALLOC_SIZES } from "../mm/kmalloc.js";
 import { kmemCacheInfo, type SlabInfo } from "../mm/slab.js";
@@ -49,7 +51,10 @@ export class UsageError extends Error {
 const HELP = `skb — Linux-grade packet buffers for Node.js
 
 Usage:
-  skb bench [alloc] [options]    measure packet-head allocation: slab, slab bulk,
+  skb bench [router] [options]   the seed's A/B: TCP and UDP through the in-process
+                                 VLAN NAT router, NAPI head cache off vs on, plus
+                                 an idiomatic-Node baseline (the default)
+  skb bench alloc [options]      measure packet-head allocation: slab, slab bulk,
                                  the per-CPU NAPI head cache, JS objects, Buffers
   skb slabinfo [options]         carve an arena, push packets through the NAPI
                                  cache, print /proc/slabinfo-style statistics
@@ -62,6 +67,14 @@ Common options:
                                  env SKBUFF_NAPI_CACHE)
   --arena-size SIZE              arena bytes, e.g. 64M, 256M (default 64M, max 1G)
   --json                         machine-readable output on stdout
+
+bench router options:
+  --duration S                   seconds per measured segment (default 0.5)
+  --rounds N                     rounds, cache off/on alternating (default 5)
+  --cases a,b,...                subset of: udp64, udp1518, udpimix, tcp64,
+                                 tcp1518, tcpimix (default all)
+  --no-baseline                  skip the idiomatic-Node baseline
+  --svg FILE                     also write a bar chart of off / on / baseline
 
 bench alloc options:
   --ops N                        alloc+free pairs per case per round (default 2000000)
@@ -76,8 +89,7 @@ Environment:
                                  write-after-free checks
   SKBUFF_NAPI_CACHE=off          start with the NAPI head cache off
 
-The router benchmark (\`skb bench\` on VLAN + NAT traffic) is not built yet;
-\`skb bench\` currently runs \`skb bench alloc\`. See docs/status.md.`;
+Exit status: 0 ok, 1 the run failed (accounting or a leak), 2 bad usage.`;
 
 function version(): string {
   try {
@@ -130,6 +142,9 @@ const OPTIONS = {
   rounds: { type: "string" },
   cases: { type: "string" },
   packets: { type: "string" },
+  duration: { type: "string" },
+  svg: { type: "string" },
+  "no-baseline": { type: "boolean" },
 } as const;
 
 /** Run the CLI with `argv` (without node and script); resolves to the exit code. */
@@ -181,11 +196,11 @@ export async function runCli(argv: string[], out: (s: string) => void = (s) => p
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
 async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  const sub = pos[0] ?? "alloc";
-  if (sub !== "alloc") {
-    throw new UsageError(`bench: unknown benchmark '${sub}' (available: alloc; the router benchmark is not built yet)`);
-  }
+  const sub = pos[0] ?? "router";
+  if (sub === "router") return cmdBenchRouter(pos.slice(1), v, out, err);
+  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc)`);
   if (pos.length > 1) throw new UsageError(`bench alloc: unexpected argument '${pos[1]}'`);
+  if (v.duration !== undefined || v.svg !== undefined) throw new UsageError("bench alloc: --duration and --svg belong to the router benchmark");
   let cases: AllocCase[] | undefined;
   if (v.cases !== undefined) {
     cases = v.cases.split(",").map((c) => {
@@ -211,6 +226,55 @@ async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err:
   if (tty) err("");
   out(v.json === true ? JSON.stringify(res, null, 2) : formatAllocBench(res));
   return 0;
+}
+
+const ROUTER_CASE_NAMES: Record<string, RouterCase> = {
+  udp64: { proto: "udp", size: 64 },
+  udp1518: { proto: "udp", size: 1518 },
+  udpimix: { proto: "udp", size: "imix" },
+  tcp64: { proto: "tcp", size: 64 },
+  tcp1518: { proto: "tcp", size: 1518 },
+  tcpimix: { proto: "tcp", size: "imix" },
+};
+
+function cmdBenchRouter(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): number {
+  if (pos.length > 0) throw new UsageError(`bench: unexpected argument '${pos[0]}'`);
+  if (v.ops !== undefined) throw new UsageError("bench router: --ops belongs to bench alloc; use --duration");
+  let cases: RouterCase[] | undefined;
+  if (v.cases !== undefined) {
+    cases = v.cases.split(",").map((c) => {
+      const k = ROUTER_CASE_NAMES[c];
+      if (k === undefined) throw new UsageError(`--cases: unknown case '${c}' (one of ${Object.keys(ROUTER_CASE_NAMES).join(", ")})`);
+      return k;
+    });
+  }
+  let duration = 0.5;
+  if (v.duration !== undefined) {
+    duration = Number(v.duration);
+    if (!/^\d+(\.\d+)?$/.test(v.duration) || !(duration > 0) || duration > 600) {
+      throw new UsageError(`--duration: '${v.duration}' is not a number of seconds in (0, 600]`);
+    }
+  }
+  const rounds = parseIntFlag(v.rounds, "--rounds", 5, 1);
+  const profile = parseProfile(v.profile);
+  const tty = process.stderr.isTTY === true && v.json !== true;
+  const res = runRouterBench({
+    ...(cases ? { cases } : {}),
+    duration,
+    rounds,
+    profile,
+    baseline: v["no-baseline"] !== true,
+    onProgress: (label, r, n) => {
+      if (tty) process.stderr.write(`\r${label}: round ${r}/${n}   `);
+    },
+  });
+  if (tty) err("");
+  if (v.svg !== undefined) {
+    writeFileSync(v.svg, routerBenchSvg(res));
+    if (v.json !== true) err(`chart written to ${v.svg}`);
+  }
+  out(v.json === true ? JSON.stringify(res, null, 2) : formatRouterBench(res));
+  return res.accounting.ok ? 0 : 1;
 }
 
 function cmdSlabinfo(pos: string[], v: Values, out: (s: string) => void): number {

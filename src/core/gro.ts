@@ -89,7 +89,7 @@ import {
   TCP_FLAG_URG,
 } from "../net/proto.js";
 import { virtToHeadPage } from "../mm/page-alloc.js";
-import { be16, be32, fragDesc, putBe16, skbCloned, skbHeaderRelease, skbHeadlen, skbShinfo } from "../skb/access.js";
+import { be16, fragDesc, putBe16, skbCloned, skbHeaderRelease, skbHeadlen, skbShinfo } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { __skbPull, pskbMayPull } from "../skb/data.js";
 import { __kfreeSkb, __napiKfreeSkb, napiSkbFreeStolenHead } from "../skb/free.js";
@@ -134,6 +134,17 @@ import {
   skbTruesize,
 } from "../skb/layout.js";
 import { SKB_GSO_TCP_ECN, SKB_GSO_TCP_FIXEDID, SKB_GSO_TCPV4 } from "./gso.js";
+
+/**
+ * Big-endian 32-bit read as a SIGNED int32. `be32` (access.ts) returns the
+ * unsigned value, which V8 must box as a heap number when it is 2^31 or
+ * more and the call is not inlined (the TCP flag word always is): GRO
+ * compares and stores these words as int32 so the packet path allocates
+ * nothing.
+ */
+function be32s(u8: Uint8Array, o: number): number {
+  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
+}
 
 // ---- verdicts (enum gro_result) ----------------------------------------------------------
 /** Merged into a held skb; the skb now belongs to it (frag_list chaining). */
@@ -325,15 +336,15 @@ export class GroList {
   readonly skb: Uint32Array;
   /** `NAPI_GRO_CB(p)->last`: where the next payload goes (p, or the last frag_list member). */
   readonly last: Uint32Array;
-  /** Flow keys: addresses (host order of the wire bytes), sport << 16 | dport, ingress device, vlan_proto << 16 | vlan_tci, MAC header length. */
-  readonly saddr: Uint32Array;
-  readonly daddr: Uint32Array;
-  readonly ports: Uint32Array;
+  /** Flow keys (32-bit words as int32): addresses, sport << 16 | dport, ingress device, vlan_proto << 16 | vlan_tci, MAC header length. */
+  readonly saddr: Int32Array;
+  readonly daddr: Int32Array;
+  readonly ports: Int32Array;
   readonly dev: Uint32Array;
-  readonly vlan: Uint32Array;
+  readonly vlan: Int32Array;
   readonly macLen: Uint16Array;
   /** seq expected next (held seq + held payload). */
-  readonly nextSeq: Uint32Array;
+  readonly nextSeq: Int32Array;
   /** Segments merged so far (`NAPI_GRO_CB(p)->count`). */
   readonly count: Uint32Array;
   /** `NAPI_GRO_CB(p)->is_atomic`: DF set and IP ids (so far) fixed. */
@@ -353,13 +364,13 @@ export class GroList {
     this.order = new Uint8Array(max);
     this.skb = new Uint32Array(max);
     this.last = new Uint32Array(max);
-    this.saddr = new Uint32Array(max);
-    this.daddr = new Uint32Array(max);
-    this.ports = new Uint32Array(max);
+    this.saddr = new Int32Array(max);
+    this.daddr = new Int32Array(max);
+    this.ports = new Int32Array(max);
     this.dev = new Uint32Array(max);
-    this.vlan = new Uint32Array(max);
+    this.vlan = new Int32Array(max);
     this.macLen = new Uint16Array(max);
-    this.nextSeq = new Uint32Array(max);
+    this.nextSeq = new Int32Array(max);
     this.count = new Uint32Array(max);
     this.atomic = new Uint8Array(max);
     this.age = new Float64Array(max);
@@ -457,8 +468,8 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
   const head = u32[(skb + SKB_HEAD) >>> 2] as number;
   u16[(skb + SKB_NETWORK_HEADER) >>> 1] = d - head;
   u16[(skb + SKB_TRANSPORT_HEADER) >>> 1] = t - head;
-  const saddr = be32(u8, d + 12);
-  const daddr = be32(u8, d + 16);
+  const saddr = be32s(u8, d + 12);
+  const daddr = be32s(u8, d + 16);
 
   // tcp4_gro_receive: validate the checksum unless already flushing or known good.
   if (!ipFlush) {
@@ -473,9 +484,9 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
 
   const plen = len - 20 - thlen;
   const flags = u8[t + 13] as number;
-  const ports = be32(u8, t);
+  const ports = be32s(u8, t);
   const dev = u32[(skb + SKB_DEV) >>> 2] as number;
-  const vlan = (((u16[(skb + SKB_VLAN_PROTO) >>> 1] as number) << 16) | (u16[(skb + SKB_VLAN_TCI) >>> 1] as number)) >>> 0;
+  const vlan = ((u16[(skb + SKB_VLAN_PROTO) >>> 1] as number) << 16) | (u16[(skb + SKB_VLAN_TCI) >>> 1] as number);
   const macOff = u16[(skb + SKB_MAC_HEADER) >>> 1] as number;
   const macLen = macOff === SKB_HEADER_UNSET || macOff > d - head ? 0 : d - head - macOff;
 
@@ -515,8 +526,8 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
     }
     // tcp_gro_receive "found:".
     if (reason === 0) {
-      const word = be32(u8, t + 12);
-      const diff = (word ^ be32(u8, pt + 12)) & ~0x00890000; // all but CWR, PSH, FIN
+      const word = be32s(u8, t + 12);
+      const diff = (word ^ be32s(u8, pt + 12)) & ~0x00890000; // all but CWR, PSH, FIN
       const dflags = (diff >>> 16) & 0xff;
       if ((flags & TCP_FLAG_CWR) !== 0) reason = GRO_FLUSH_CWR;
       else if ((dflags & TCP_FLAG_SYN) !== 0) reason = GRO_FLUSH_SYN;
@@ -524,7 +535,7 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
       else if ((dflags & TCP_FLAG_URG) !== 0) reason = GRO_FLUSH_URG;
       else if (diff !== 0) reason = GRO_FLUSH_FLAGS;
     }
-    if (reason === 0 && be32(u8, t + 8) !== be32(u8, pt + 8)) reason = GRO_FLUSH_ACK;
+    if (reason === 0 && be32s(u8, t + 8) !== be32s(u8, pt + 8)) reason = GRO_FLUSH_ACK;
     if (reason === 0) {
       // Same data offset (checked with the flag word): compare the option bytes.
       for (let i = 20; i < thlen; i++) {
@@ -534,10 +545,13 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
         }
       }
     }
+    if (reason === 0 && (plen - 1) >>> 0 >= mss) reason = plen === 0 ? GRO_FLUSH_NO_PAYLOAD : GRO_FLUSH_MSS;
+    if (reason === 0 && be32s(u8, t + 4) !== (gro.nextSeq[slot] as number)) reason = GRO_FLUSH_OOO;
     if (reason === 0) {
       // IP id (inet_gro_receive flush_id + the tcp_gro_receive atomic rule):
       // ids must increase by one per segment, or, for a DF flow, may stay
-      // fixed; the second segment decides which.
+      // fixed; the second segment decides which. Checked after seq so that
+      // reordering is counted as GRO_FLUSH_OOO.
       let flushId = (be16(u8, d + 4) - be16(u8, pd + 4)) & 0xffff;
       const atomic = (gro.atomic[slot] as number) !== 0;
       if (!atomic || (fragOff & IP_DF) === 0) flushId = ((flushId ^ cnt) & 0xffff) !== 0 ? 0xffff : 0;
@@ -547,8 +561,6 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
         gro.atomic[slot] = 0;
       }
     }
-    if (reason === 0 && (plen - 1) >>> 0 >= mss) reason = plen === 0 ? GRO_FLUSH_NO_PAYLOAD : GRO_FLUSH_MSS;
-    if (reason === 0 && be32(u8, t + 4) !== (gro.nextSeq[slot] as number)) reason = GRO_FLUSH_OOO;
     if (reason === 0 && ((u8[p + SKB_FLAGS] as number) & SKBF_PP_RECYCLE) !== ((u8[skb + SKB_FLAGS] as number) & SKBF_PP_RECYCLE)) {
       reason = GRO_FLUSH_OTHER;
     }
@@ -556,7 +568,7 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
     if (reason === 0) {
       // Merged. tcp_flag_word(th2) |= flags & (FIN | PSH).
       u8[pt + 13] = (u8[pt + 13] as number) | (flags & (TCP_FLAG_FIN | TCP_FLAG_PSH));
-      gro.nextSeq[slot] = ((gro.nextSeq[slot] as number) + plen) >>> 0;
+      gro.nextSeq[slot] = ((gro.nextSeq[slot] as number) + plen) | 0;
       st[GRO_STAT_MERGED]++;
       // out_check_final: deliver the aggregate now if this was its last segment.
       if ((flags & TCP_FLAG_PSH) !== 0) flushSlot(cpu, gro, slot, GRO_FLUSH_PSH, deliver);
@@ -587,7 +599,7 @@ export function devGroReceive(cpu: SkbCpu, gro: GroList, skb: number, deliver: G
   gro.dev[s] = dev;
   gro.vlan[s] = vlan;
   gro.macLen[s] = macLen;
-  gro.nextSeq[s] = (be32(u8, t + 4) + plen) >>> 0;
+  gro.nextSeq[s] = (be32s(u8, t + 4) + plen) | 0;
   gro.count[s] = 1;
   gro.atomic[s] = (fragOff & IP_DF) !== 0 ? 1 : 0;
   gro.age[s] = gro.now;
@@ -731,7 +743,7 @@ function napiGroComplete(cpu: SkbCpu, p: number, count: number, atomic: boolean)
   csumReplace2(u8, d + 10, be16(u8, d + 2), len);
   putBe16(u8, d + 2, len);
   const t = d + 20;
-  putBe16(u8, t + 16, ~csumTcpudpMagic(be32(u8, d + 12), be32(u8, d + 16), len - 20, IPPROTO_TCP, 0) & 0xffff);
+  putBe16(u8, t + 16, ~csumTcpudpMagic(be32s(u8, d + 12), be32s(u8, d + 16), len - 20, IPPROTO_TCP, 0) & 0xffff);
   u16[(p + SKB_CSUM_START) >>> 1] = t - head;
   u16[(p + SKB_CSUM_OFFSET) >>> 1] = 16;
   u8[p + SKB_IP_SUMMED] = CHECKSUM_PARTIAL;

@@ -60,7 +60,7 @@
 import { csumFold, csumTcpudpMagic, ipFastCsum, skbChecksum } from "../net/checksum.js";
 import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_CWR, TCP_FLAG_FIN, TCP_FLAG_PSH } from "../net/proto.js";
 import { pageRefAdd, virtToHeadPage } from "../mm/page-alloc.js";
-import { be16, be32, fragDesc, putBe16, putBe32, skbCloned, skbHeadlen, skbShinfo } from "../skb/access.js";
+import { be16, fragDesc, putBe16, putBe32, skbCloned, skbHeadlen, skbShinfo } from "../skb/access.js";
 import { allocSkb } from "../skb/alloc.js";
 import { skbCopyHeader } from "../skb/clone.js";
 import type { SkbCpu } from "../skb/cpu.js";
@@ -96,6 +96,11 @@ import {
   SKB_TRUESIZE,
   SKBF_PP_RECYCLE,
 } from "../skb/layout.js";
+
+/** Big-endian 32-bit read as a signed int32 (no heap number; see gro.ts). */
+function be32s(u8: Uint8Array, o: number): number {
+  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
+}
 
 // ---- gso_type bits (include/linux/skbuff.h, 5.15–6.19 values) -----------------------
 export const SKB_GSO_TCPV4 = 1 << 0;
@@ -412,10 +417,10 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
   const t = n + iphl;
   const id0 = be16(u8, n + 4);
   const fixedId = (gsoType & SKB_GSO_TCP_FIXEDID) !== 0;
-  const seq0 = tcp ? be32(u8, t + 4) : 0;
+  const seq0 = tcp ? be32s(u8, t + 4) : 0;
   const flags0 = tcp ? (u8[t + 13] as number) : 0;
-  const saddr = be32(u8, n + 12);
-  const daddr = be32(u8, n + 16);
+  const saddr = be32s(u8, n + 12);
+  const daddr = be32s(u8, n + 16);
   const headroom = NET_SKB_PAD + pre;
 
   let first = 0;
@@ -424,7 +429,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
   let co = 0;
   let remaining = payLen;
   for (let i = 0; i < nsegs; i++) {
-    const segLen = remaining < mss ? remaining : mss;
+    const segLen = Math.min(remaining, mss);
     remaining -= segLen;
     // Can this segment reference its payload? Copy-only pieces must come
     // first (they go to the linear area) and the frags must fit.
@@ -437,7 +442,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
       let nfr = 0;
       while (rem > 0) {
         const avail = (pLen[pi] as number) - po;
-        const take = avail < rem ? avail : rem;
+        const take = Math.min(avail, rem);
         if ((pKind[pi] as number) === 0) {
           if (nfr !== 0) zc = false;
           copyBytes += take;
@@ -469,7 +474,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
     let rem = segLen;
     while (rem > 0) {
       const avail = (pLen[ci] as number) - co;
-      const take = avail < rem ? avail : rem;
+      const take = Math.min(avail, rem);
       const addr = (pAddr[ci] as number) + co;
       const kind = pKind[ci] as number;
       if (zc && kind !== 0) {
@@ -519,7 +524,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
     // L4 header and checksum.
     const l4len = l4 + segLen;
     if (tcp) {
-      putBe32(u8, nt + 4, (seq0 + i * mss) >>> 0);
+      putBe32(u8, nt + 4, (seq0 + i * mss) | 0);
       let fl = flags0;
       if (i !== 0) fl &= ~TCP_FLAG_CWR;
       if (i !== nsegs - 1) fl &= ~(TCP_FLAG_FIN | TCP_FLAG_PSH);

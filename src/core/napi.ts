@@ -98,6 +98,14 @@ export class Softnet {
   runs = 0;
   processed = 0;
   timeSqueeze = 0;
+  /**
+   * Milliseconds since this softnet was created, refreshed at every
+   * net_rx_action (HZ = 1000 jiffies). Small integers: V8 keeps them
+   * unboxed, so per-packet code (conntrack timestamps, GRO ages) reads
+   * this instead of calling Date.now().
+   */
+  jiffies = 0;
+  readonly epoch: number = Date.now();
   private nextNapiId = 1;
 
   /** Softnet of `cpu` over the devices of `net`. */
@@ -223,7 +231,8 @@ function usecsToJiffies(us: number): number {
  * re-raises the softirq). Returns packets processed.
  */
 export function netRxAction(sd: Softnet): number {
-  const timeLimit = Date.now() + usecsToJiffies(sd.budgetUsecs);
+  sd.jiffies = Date.now() - sd.epoch;
+  const timeLimit = sd.jiffies + usecsToJiffies(sd.budgetUsecs);
   let budget = sd.budget;
   let total = 0;
   sd.runs++;
@@ -241,7 +250,7 @@ export function netRxAction(sd: Softnet): number {
     const work = napiPoll(n);
     budget -= work;
     total += work;
-    if (budget <= 0 || Date.now() >= timeLimit) {
+    if (budget <= 0 || Date.now() - sd.epoch >= timeLimit) {
       sd.timeSqueeze++;
       break;
     }

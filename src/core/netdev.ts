@@ -14,7 +14,7 @@
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON, SKB_DROP_REASON_MAX } from "../skb/drop-reason.js";
 import { kfreeSkbReason } from "../skb/free.js";
-import { SKB_LEN } from "../skb/layout.js";
+import { SHINFO_GSO_SEGS, SKB_END, SKB_HEAD, SKB_LEN } from "../skb/layout.js";
 
 /** ndo_start_xmit return codes. */
 export const NETDEV_TX_OK = 0;
@@ -129,10 +129,17 @@ export function formatMac(m: Uint8Array): string {
   return [...m].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
-/** Count a drop on `dev` and free the skb with that reason. */
+/**
+ * Count a drop on `dev` and free the skb with that reason. A GRO aggregate
+ * counts as the `gso_segs` packets it was made of, so packet accounting
+ * holds across GRO.
+ */
 export function devDropSkb(cpu: SkbCpu, dev: NetDevice, skb: number, reason: number, tx: boolean): void {
-  dev.stats[tx ? TX_DROPPED : RX_DROPPED]++;
-  dev.drops[reason]++;
+  const sh = (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + (cpu.u32[(skb + SKB_END) >>> 2] as number);
+  const segs = cpu.u16[(sh + SHINFO_GSO_SEGS) >>> 1] as number;
+  const n = segs > 1 ? segs : 1;
+  dev.stats[tx ? TX_DROPPED : RX_DROPPED] += n;
+  dev.drops[reason] += n;
   kfreeSkbReason(cpu, skb, reason);
 }
 

@@ -2,10 +2,14 @@
  * Internet checksums (RFC 1071) and incremental updates (RFC 1624) over
  * arena bytes, in the kernel's vocabulary.
  *
- * A "wsum" (`__wsum`) is an unfolded 32-bit one's-complement partial sum of
- * big-endian 16-bit words, kept as a non-negative JS integer below 2^32. A
+ * A "wsum" (`__wsum`) is a one's-complement partial sum of big-endian
+ * 16-bit words. The kernel keeps it in 32 bits; here every function returns
+ * it partly folded, below 2^17, which is the same value modulo 0xffff (all
+ * that one's-complement arithmetic sees) and, unlike a value up to 2^32,
+ * always a V8 small integer: no heap number per call on the packet path. A
  * "sum16" (`__sum16`) is the folded, complemented 16-bit value that goes in
- * a header. Nothing here allocates.
+ * a header. Addresses may be passed signed or unsigned. Nothing here
+ * allocates.
  *
  * @module
  */
@@ -23,11 +27,10 @@ import {
   SKB_NEXT,
 } from "../skb/layout.js";
 
-/** Fold carries of a sum below 2^53 until it fits 32 bits. */
+/** Fold a non-negative sum below 2^53 to below 2^17 (same value modulo 0xffff). */
 function fold32(s: number): number {
-  // s < 2^53; bring it below 2^32 first, then keep it there.
-  while (s > 0xffffffff) s = (s % 0x100000000) + Math.floor(s / 0x100000000);
-  return s;
+  if (s > 0x7fffffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
+  return ((s & 0xffff) + (s >>> 16)) | 0;
 }
 
 /**
@@ -53,13 +56,12 @@ export function csumPartial(u8: Uint8Array, off: number, len: number, sum: numbe
 
 /** `csum_add`: one's-complement add of two wsums. */
 export function csumAdd(a: number, b: number): number {
-  const s = a + b;
-  return s > 0xffffffff ? s - 0xffffffff : s;
+  return fold32(a + b);
 }
 
-/** `csum_sub`. */
+/** `csum_sub`: a − b in one's complement (−b ≡ 0xffff − b folded). */
 export function csumSub(a: number, b: number): number {
-  return csumAdd(a, ~b >>> 0);
+  return fold32(a + 0xffff - fold16(fold32(b)));
 }
 
 /**
@@ -101,7 +103,7 @@ export function ipFastCsum(u8: Uint8Array, iph: number, ihl: number): number {
  * added to `sum`. Addresses are host-order u32 values of the wire bytes.
  */
 export function csumTcpudpNofold(saddr: number, daddr: number, len: number, proto: number, sum: number): number {
-  return fold32(sum + (saddr >>> 16) + (saddr & 0xffff) + (daddr >>> 16) + (daddr & 0xffff) + proto + len);
+  return fold32(sum + (saddr >>> 16) + (saddr & 0xffff) + (daddr >>> 16) + (daddr & 0xffff) + proto + (len & 0xffff) + (len >>> 16));
 }
 
 /** `csum_tcpudp_magic`: folded pseudo-header checksum. */

@@ -21,14 +21,13 @@
  * @module
  */
 
-import { skbNetworkHeader } from "../skb/access.js";
+import { be32s, skbNetworkHeader } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { PACKET_HOST, SKB_DEV, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
 import { ethHeaderPush, ethTypeTrans } from "../net/ethernet.js";
 import { skbVlanTagGetId, skbVlanTagPresent, skbVlanUntag, __vlanHwaccelClearTag, vlanInsertTag } from "../net/vlan.js";
 import {
-  ipDaddr,
   ipDecreaseTtl,
   ipFragment,
   ipIsFragment,
@@ -75,7 +74,7 @@ import {
   TX_BYTES,
   TX_PACKETS,
 } from "../core/netdev.js";
-import { groNormalOne, type NapiStruct } from "../core/napi.js";
+import { groNormalOne, type NapiStruct, type Softnet } from "../core/napi.js";
 
 /** Router-level counters. */
 export const RT_FORWARDED = 0;
@@ -97,17 +96,20 @@ export class Router {
   readonly ipStats: Float64Array;
   readonly icmpStats: Float64Array;
   readonly stats = new Float64Array(RT_STAT_MAX);
-  /** Static neighbour table: next hop address -> MAC (ARP is not built yet). */
+  /** Static neighbour table: next hop address (signed int32) -> MAC (ARP is not built yet). */
   readonly neigh = new Map<number, Uint8Array>();
+  /** The router's own addresses as signed int32 (refreshed by routerSetAddresses). */
+  localAddrs = new Int32Array(0);
   /** The outside device (packets arriving there may not create flows). */
   outside: NetDevice | null = null;
-  /** Clock in ms for conntrack. */
-  clock: () => number = Date.now;
+  /** The softnet whose jiffies (ms, small integers) time conntrack. */
+  readonly sd: Softnet;
   /** Reason of the last drop inside output (for the caller's accounting). */
   lastReason = 0;
 
-  constructor(cpu: SkbCpu, ns: NetNamespace, ct: Conntrack, nat: NfNat) {
+  constructor(cpu: SkbCpu, ns: NetNamespace, sd: Softnet, ct: Conntrack, nat: NfNat) {
     this.cpu = cpu;
+    this.sd = sd;
     this.ns = ns;
     this.ct = ct;
     this.nat = nat;
@@ -116,6 +118,16 @@ export class Router {
     this.ipStats = ipStatsCreate();
     this.icmpStats = icmpStatsCreate();
   }
+}
+
+/** Re-read the devices' IPv4 addresses into the local-address list (cold; after configuring addresses). */
+export function routerSetAddresses(r: Router): void {
+  r.localAddrs = Int32Array.from(r.ns.list().filter((d) => d.ipAddr !== 0).map((d) => d.ipAddr | 0));
+}
+
+/** Add a static neighbour (cold). */
+export function routerAddNeighbour(r: Router, addr: number, mac: Uint8Array): void {
+  r.neigh.set(addr | 0, mac);
 }
 
 /** Add a route (cold). */
@@ -133,6 +145,7 @@ export interface RouterPort {
 
 /** Create the per-port receive plumbing (cold): a deliver function bound once. */
 export function routerPort(napi: NapiStruct, gro: GroList | null): RouterPort {
+  const sd = napi.sd;
   const port: RouterPort = {
     napi,
     gro,
@@ -140,7 +153,7 @@ export function routerPort(napi: NapiStruct, gro: GroList | null): RouterPort {
   };
   if (gro !== null) {
     napi.groFlush = (cpu, _n, all) => {
-      if (!all) gro.now = Date.now();
+      if (!all) gro.now = sd.jiffies;
       groFlush(cpu, gro, all, port.deliver);
     };
   }
@@ -226,8 +239,10 @@ export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number)
     }
     skb = whole;
   }
-  const now = r.clock();
-  if (nfConntrackIn(r.ct, cpu, skb, NF_INET_PRE_ROUTING, dev === r.outside ? NF_CT_F_NO_NEW : 0, now) === 0) {
+  const now = r.sd.jiffies;
+  // Only connections to the router itself may start on the outside.
+  const fromOutside = dev === r.outside && !isLocal(r, be32s(cpu.u8, skbNetworkHeader(cpu, skb) + 16));
+  if (nfConntrackIn(r.ct, cpu, skb, NF_INET_PRE_ROUTING, fromOutside ? NF_CT_F_NO_NEW : 0, now) === 0) {
     drop(r, cpu, dev, skb, r.ct.reason);
     return;
   }
@@ -237,7 +252,7 @@ export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number)
     return;
   }
   const iph = skbNetworkHeader(cpu, skb);
-  const daddr = ipDaddr(u8, iph);
+  const daddr = be32s(u8, iph + 16);
   if (isLocal(r, daddr)) {
     localDeliver(r, cpu, dev, skb);
     return;
@@ -255,12 +270,10 @@ export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number)
   routeAndOutput(r, cpu, dev, skb, true);
 }
 
+/** Is `daddr` (signed int32) one of the router's own addresses? */
 function isLocal(r: Router, daddr: number): boolean {
-  const devs = r.ns.devices;
-  for (let i = 1; i < devs.length; i++) {
-    const d = devs[i];
-    if (d !== undefined && d.ipAddr !== 0 && d.ipAddr === daddr) return true;
-  }
+  const a = r.localAddrs;
+  for (let i = 0; i < a.length; i++) if (a[i] === daddr) return true;
   return false;
 }
 
@@ -288,7 +301,7 @@ function localDeliver(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number): void
 function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, forward: boolean): void {
   const u8 = cpu.u8;
   const iph = skbNetworkHeader(cpu, skb);
-  const daddr = ipDaddr(u8, iph);
+  const daddr = be32s(u8, iph + 16);
   const rt = fibTableLookup(r.fib, daddr);
   if (rt < 0) {
     if (forward) sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0);
@@ -300,13 +313,13 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
   if (forward) ipDecreaseTtl(u8, iph);
   cpu.u32[(skb + SKB_DEV) >>> 2] = odev.ifindex;
   let reason = nfNatIpv4(r.nat, cpu, skb, NF_INET_POST_ROUTING, r.ct);
-  if (reason === 0) reason = nfConntrackConfirm(r.ct, cpu, skb, r.clock());
+  if (reason === 0) reason = nfConntrackConfirm(r.ct, cpu, skb, r.sd.jiffies);
   if (reason !== 0) {
     drop(r, cpu, inDev, skb, reason);
     return;
   }
   if (forward) r.stats[RT_FORWARDED]++;
-  const nexthop = fibNextHop(r.fib, rt, daddr);
+  const nexthop = fibNextHop(r.fib, rt, daddr) | 0;
   const mtu = odev.mtu;
   if (ipTotLen(u8, iph) <= mtu && !skbIsGso(cpu, skb)) {
     l2Output(r, cpu, odev, skb, nexthop);
@@ -345,7 +358,7 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
 
 /** neigh_output + dev_queue_xmit: Ethernet header, 802.1Q tag for VLAN children, transmit. */
 function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
-  const mac = r.neigh.get(nexthop);
+  const mac = r.neigh.get(nexthop | 0);
   if (mac === undefined) {
     drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
     return;

@@ -31,7 +31,7 @@ import { vethCreatePair, vethNapi, vethPurge, vethStats } from "../drivers/veth.
 import { type Pktgen, pktgenCreate, pktgenDestroy, pktgenRecv, PG_RX, PG_TX } from "../drivers/pktgen.js";
 import { type Sink, sinkCreate, sinkDestroy, sinkRecv, SK_RX, SK_TX } from "../drivers/sink.js";
 import { flowSrcAddr, resolveTraffic, type Traffic, type TrafficOptions } from "../drivers/traffic.js";
-import { Router, routerAddRoute, routerIpRcv, routerL2Recv, routerPort, type RouterPort, vlanDevAdd } from "./router.js";
+import { Router, routerAddNeighbour, routerAddRoute, routerSetAddresses, routerIpRcv, routerL2Recv, routerPort, type RouterPort, vlanDevAdd } from "./router.js";
 
 /** Options of the scenario. */
 export interface ScenarioOptions {
@@ -116,14 +116,15 @@ export function scenarioCreate(o: ScenarioOptions): Scenario {
   out0.ipAddr = ipv4("198.51.100.1");
   out0.prefixLen = 24;
   for (const d of [gen0, in0, inside, out0, srv0]) d.up = true;
-  const ct = conntrackCreate(mem.arena, { max: ctMax });
+  const ct = conntrackCreate(mem.arena, { max: ctMax, clock: () => sd.jiffies });
   const nat = nfNatCreate({ outsideIfindex: out0.ifindex, outsideAddr: out0.ipAddr });
-  const router = new Router(cpu, ns, ct, nat);
+  const router = new Router(cpu, ns, sd, ct, nat);
   router.outside = out0;
   routerAddRoute(router, ipv4("10.10.0.0"), 16, 0, inside);
   routerAddRoute(router, ipv4("198.51.100.0"), 24, 0, out0);
-  for (let h = 0; h < traffic.insideHosts; h++) router.neigh.set(flowSrcAddr(traffic, h), gen0.mac);
-  router.neigh.set(traffic.server, srv0.mac);
+  for (let h = 0; h < traffic.insideHosts; h++) routerAddNeighbour(router, flowSrcAddr(traffic, h), gen0.mac);
+  routerAddNeighbour(router, traffic.server, srv0.mac);
+  routerSetAddresses(router);
   const handler = (c: SkbCpu, d: NetDevice, skb: number) => routerIpRcv(router, c, d, skb);
   inside.rxHandler = handler;
   out0.rxHandler = handler;

@@ -288,6 +288,15 @@ export function be16(u8: Uint8Array, o: number): number {
 export function be32(u8: Uint8Array, o: number): number {
   return (((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number)) >>> 0;
 }
+/**
+ * Read a big-endian 32-bit value at `o` as a SIGNED int32. Use this on the
+ * packet path: V8 keeps int32 values unboxed, while an unsigned value of
+ * 2^31 or more that crosses a call boundary becomes a heap number (an
+ * allocation per packet). Compare against `x | 0` constants.
+ */
+export function be32s(u8: Uint8Array, o: number): number {
+  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
+}
 /** Write a big-endian u16 at arena offset `o`. */
 export function putBe16(u8: Uint8Array, o: number, v: number): void {
   u8[o] = v >>> 8;

@@ -4,6 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 
@@ -93,20 +96,52 @@ describe("skb CLI", () => {
     assert.ok(j.ratios.length >= 3);
   });
 
-  it("bench (default) prints the alloc table", () => {
-    const r = skb(["bench", "--ops", "640", "--rounds", "1", "--cases", "napi-cache,slab"]);
+  it("bench alloc --cases prints only the chosen cases", () => {
+    const r = skb(["bench", "alloc", "--ops", "640", "--rounds", "1", "--cases", "napi-cache,slab"]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /skb bench alloc — profile 5\.12/);
     assert.match(r.out, /napi-cache\s+pair/);
+    assert.doesNotMatch(r.out, /js-object/);
+  });
+
+  it("bench (default: router) runs TCP and UDP cache off/on with a baseline; --json and --svg", () => {
+    const svg = join(mkdtempSync(join(tmpdir(), "skb-cli-")), "bench.svg");
+    const r = skb(["bench", "--cases", "udp64,tcp64", "--duration", "0.05", "--rounds", "1", "--json", "--svg", svg]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.bench, "router");
+    assert.equal(j.results.length, 4);
+    for (const row of j.results) {
+      assert.ok(["udp", "tcp"].includes(row.proto));
+      assert.equal(row.size, 64);
+      assert.ok(["on", "off"].includes(row.cache));
+      assert.ok(row.mpps > 0);
+      assert.equal(typeof row.gcCount, "number");
+    }
+    const on = j.results.find((x: { proto: string; cache: string }) => x.proto === "udp" && x.cache === "on");
+    const off = j.results.find((x: { proto: string; cache: string }) => x.proto === "udp" && x.cache === "off");
+    assert.ok(on.cacheHits > 0, "cache on serves heads from the cache");
+    assert.equal(off.cacheHits, 0, "cache off never hits");
+    assert.ok(off.slabCallsPerPacket > on.slabCallsPerPacket);
+    assert.equal(j.baseline.length, 2);
+    assert.ok(j.baseline[0].mpps > 0);
+    assert.deepEqual(j.accounting.ok, true);
+    const chart = readFileSync(svg, "utf8");
+    assert.match(chart, /^<svg /);
+    assert.match(chart, /NAPI cache on/);
   });
 
   it("bad flags and commands exit 2 with a clear message", () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command 'frobnicate'/],
-      [["bench", "router"], /unknown benchmark 'router'/],
-      [["bench", "--ops", "ten"], /--ops: 'ten' is not a whole number/],
-      [["bench", "--ops", "10"], /--ops: must be at least 64/],
-      [["bench", "--cases", "slab,nope"], /unknown case 'nope'/],
+      [["bench", "nat"], /unknown benchmark 'nat'/],
+      [["bench", "--duration", "fast"], /--duration: 'fast' is not a number of seconds/],
+      [["bench", "--cases", "udp65"], /unknown case 'udp65'/],
+      [["bench", "alloc", "--svg", "x.svg"], /--duration and --svg belong to the router benchmark/],
+      [["bench", "alloc", "--ops", "ten"], /--ops: 'ten' is not a whole number/],
+      [["bench", "alloc", "--ops", "10"], /--ops: must be at least 64/],
+      [["bench", "alloc", "--cases", "slab,nope"], /unknown case 'nope'/],
+      [["bench", "--ops", "100"], /--ops belongs to bench alloc/],
       [["bench", "--profile", "4.19"], /unknown profile '4\.19'/],
       [["slabinfo", "--napi-cache", "maybe"], /--napi-cache: expected on or off/],
       [["slabinfo", "--arena-size", "lots"], /--arena-size: 'lots' is not a size/],
