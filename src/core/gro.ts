@@ -89,7 +89,7 @@ import {
   TCP_FLAG_URG,
 } from "../net/proto.js";
 import { virtToHeadPage } from "../mm/page-alloc.js";
-import { be16, fragDesc, putBe16, skbCloned, skbHeaderRelease, skbHeadlen, skbShinfo } from "../skb/access.js";
+import { be16, fragDesc, putBe16, skbCloned, skbHeaderRelease, skbHeadlen, skbShinfo, be32s } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { __skbPull, pskbMayPull } from "../skb/data.js";
 import { __kfreeSkb, __napiKfreeSkb, napiSkbFreeStolenHead } from "../skb/free.js";
@@ -135,16 +135,6 @@ import {
 } from "../skb/layout.js";
 import { SKB_GSO_TCP_ECN, SKB_GSO_TCP_FIXEDID, SKB_GSO_TCPV4 } from "./gso.js";
 
-/**
- * Big-endian 32-bit read as a SIGNED int32. `be32` (access.ts) returns the
- * unsigned value, which V8 must box as a heap number when it is 2^31 or
- * more and the call is not inlined (the TCP flag word always is): GRO
- * compares and stores these words as int32 so the packet path allocates
- * nothing.
- */
-function be32s(u8: Uint8Array, o: number): number {
-  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
-}
 
 // ---- verdicts (enum gro_result) ----------------------------------------------------------
 /** Merged into a held skb; the skb now belongs to it (frag_list chaining). */

@@ -57,14 +57,15 @@
  * @module
  */
 
-import { csumFold, csumTcpudpMagic, ipFastCsum, skbChecksum } from "../net/checksum.js";
+import { csumTcpudpMagic, ipFastCsum, skbChecksum } from "../net/checksum.js";
+import { NETIF_F_HW_CSUM } from "./netdev.js";
 import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_CWR, TCP_FLAG_FIN, TCP_FLAG_PSH } from "../net/proto.js";
 import { pageRefAdd, virtToHeadPage } from "../mm/page-alloc.js";
-import { be16, fragDesc, putBe16, putBe32, skbCloned, skbHeadlen, skbShinfo } from "../skb/access.js";
+import { be16, fragDesc, putBe16, putBe32, skbHeadlen, skbShinfo, be32s } from "../skb/access.js";
 import { allocSkb } from "../skb/alloc.js";
 import { skbCopyHeader } from "../skb/clone.js";
 import type { SkbCpu } from "../skb/cpu.js";
-import { __skbPut, EINVAL, pskbMayPull, skbReserve } from "../skb/data.js";
+import { __skbPut, pskbMayPull, skbReserve } from "../skb/data.js";
 import { __kfreeSkb, consumeSkb } from "../skb/free.js";
 import {
   CHECKSUM_NONE,
@@ -97,10 +98,6 @@ import {
   SKBF_PP_RECYCLE,
 } from "../skb/layout.js";
 
-/** Big-endian 32-bit read as a signed int32 (no heap number; see gro.ts). */
-function be32s(u8: Uint8Array, o: number): number {
-  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
-}
 
 // ---- gso_type bits (include/linux/skbuff.h, 5.15–6.19 values) -----------------------
 export const SKB_GSO_TCPV4 = 1 << 0;
@@ -214,26 +211,19 @@ export function skbGsoValidateNetworkLen(cpu: SkbCpu, skb: number, mtu: number):
 }
 
 /**
- * `skb_checksum_help`: finish a CHECKSUM_PARTIAL skb in software: sum from
- * `csum_start` to the end, store the folded result at `csum_start +
- * csum_offset`, and mark the skb CHECKSUM_NONE. Returns 0, or -EINVAL when
- * the skb is not CHECKSUM_PARTIAL, its checksum field is not in the linear
- * area, or its data is shared with a clone (the kernel would unclone first).
+ * Leave the L4 checksum to the device (`CHECKSUM_PARTIAL`): the field holds
+ * the pseudo-header sum, `csum_start` / `csum_offset` say where the device
+ * (or skbChecksumHelp) folds the rest in.
  */
-export function skbChecksumHelp(cpu: SkbCpu, skb: number): number {
-  if ((cpu.u8[skb + SKB_IP_SUMMED] as number) !== CHECKSUM_PARTIAL) return -EINVAL;
-  if (skbCloned(cpu, skb)) return -EINVAL;
-  const head = cpu.u32[(skb + SKB_HEAD) >>> 2] as number;
-  const d = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
-  const start = head + (cpu.u16[(skb + SKB_CSUM_START) >>> 1] as number) - d;
-  const field = start + (cpu.u16[(skb + SKB_CSUM_OFFSET) >>> 1] as number);
-  const len = cpu.u32[(skb + SKB_LEN) >>> 2] as number;
-  if (start < 0 || field + 2 > skbHeadlen(cpu, skb) || start > len) return -EINVAL;
-  const c = csumFold(skbChecksum(cpu, skb, start, len - start, 0));
-  putBe16(cpu.u8, d + field, c === 0 ? 0xffff : c);
-  cpu.u8[skb + SKB_IP_SUMMED] = CHECKSUM_NONE;
-  return 0;
+function setPartial(cpu: SkbCpu, skb: number, l4: number, csumOffset: number, pseudo: number): void {
+  putBe16(cpu.u8, l4 + csumOffset, pseudo);
+  cpu.u8[skb + SKB_IP_SUMMED] = CHECKSUM_PARTIAL;
+  cpu.u16[(skb + SKB_CSUM_START) >>> 1] = l4 - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number);
+  cpu.u16[(skb + SKB_CSUM_OFFSET) >>> 1] = csumOffset;
 }
+
+/** `skb_checksum_help` lives with the IPv4 output code; re-exported here where GSO users expect it. */
+export { skbChecksumHelp } from "../net/ipv4.js";
 
 // ---- payload piece table ----------------------------------------------------------------
 //
@@ -247,6 +237,8 @@ let pieceCap = 1024;
 let pAddr = new Uint32Array(pieceCap);
 let pLen = new Uint32Array(pieceCap);
 let pKind = new Uint8Array(pieceCap);
+/** 1 when the piece belongs to a page-pool (`pp_recycle`) skb. */
+let pPp = new Uint8Array(pieceCap);
 let pCount = 0;
 
 function growPieces(): void {
@@ -255,9 +247,12 @@ function growPieces(): void {
   const a = new Uint32Array(pieceCap);
   const l = new Uint32Array(pieceCap);
   const k = new Uint8Array(pieceCap);
+  const q = new Uint8Array(pieceCap);
   a.set(pAddr);
   l.set(pLen);
   k.set(pKind);
+  q.set(pPp);
+  pPp = q;
   pAddr = a;
   pLen = l;
   pKind = k;
@@ -267,13 +262,12 @@ function pushPiece(cpu: SkbCpu, addr: number, len: number, pp: boolean): void {
   if (len === 0) return;
   if (pCount === pieceCap) growPieces();
   let kind = 0;
-  if (!pp) {
-    const owner = cpu.mm.pageOwner[addr >>> 12] as number;
-    if (cpu.mm.pageAllocsById[owner] !== undefined) kind = owner;
-  }
+  const owner = cpu.mm.pageOwner[addr >>> 12] as number;
+  if (cpu.mm.pageAllocsById[owner] !== undefined) kind = owner;
   pAddr[pCount] = addr;
   pLen[pCount] = len;
   pKind[pCount] = kind;
+  pPp[pCount] = pp ? 1 : 0;
   pCount++;
 }
 
@@ -346,7 +340,8 @@ function freeSegs(cpu: SkbCpu, segs: number): void {
  * the MTU, or no memory; counted in {@link gsoStats}). Allocates no JS
  * objects.
  */
-export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
+export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number, features = 0): number {
+  const hwCsum = (features & NETIF_F_HW_CSUM) !== 0;
   gsoStats[GSO_STAT_CALLS]++;
   const u8 = cpu.u8;
   const u16 = cpu.u16;
@@ -471,6 +466,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
     let at = nd + hdrRel;
     let k = 0;
     let fragBytes = 0;
+    let ppFrags = false;
     let rem = segLen;
     while (rem > 0) {
       const avail = (pLen[ci] as number) - co;
@@ -487,6 +483,7 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
         u32[(fd + FRAG_SIZE) >>> 2] = take;
         pageRefAdd(pa, page, 1);
         fragBytes += take;
+        if (pPp[ci] === 1) ppFrags = true;
       } else {
         u8.copyWithin(at, addr, addr + take);
         at += take;
@@ -499,6 +496,9 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
       }
     }
     if (k !== 0) {
+      // Page-pool pages go back to their pool when the segment is freed
+      // (skbPagePut checks each page's pool, so mixed frags are fine).
+      if (ppFrags) u8[nskb + SKB_FLAGS] = (u8[nskb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
       u8[nsh + SHINFO_NR_FRAGS] = k;
       u32[(nskb + SKB_LEN) >>> 2] = (u32[(nskb + SKB_LEN) >>> 2] as number) + fragBytes;
       u32[(nskb + SKB_DATA_LEN) >>> 2] = fragBytes;
@@ -531,13 +531,18 @@ export function skbGsoSegment(cpu: SkbCpu, skb: number, mtu: number): number {
       u8[nt + 13] = fl;
       u8[nt + 16] = 0;
       u8[nt + 17] = 0;
-      putBe16(u8, nt + 16, csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_TCP, skbChecksum(cpu, nskb, netRel + iphl, l4len, 0)));
+      if (hwCsum) setPartial(cpu, nskb, nt, 16, ~csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_TCP, 0) & 0xffff);
+      else putBe16(u8, nt + 16, csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_TCP, skbChecksum(cpu, nskb, netRel + iphl, l4len, 0)));
     } else {
       putBe16(u8, nt + 4, l4len);
       u8[nt + 6] = 0;
       u8[nt + 7] = 0;
-      const c = csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_UDP, skbChecksum(cpu, nskb, netRel + iphl, l4len, 0));
-      putBe16(u8, nt + 6, c === 0 ? 0xffff : c);
+      if (hwCsum) {
+        setPartial(cpu, nskb, nt, 6, ~csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_UDP, 0) & 0xffff);
+      } else {
+        const c = csumTcpudpMagic(saddr, daddr, l4len, IPPROTO_UDP, skbChecksum(cpu, nskb, netRel + iphl, l4len, 0));
+        putBe16(u8, nt + 6, c === 0 ? 0xffff : c);
+      }
     }
     // IPv4 header.
     putBe16(u8, nn + 2, iphl + l4len);

@@ -16,6 +16,11 @@ import { SKB_DROP_REASON, SKB_DROP_REASON_MAX } from "../skb/drop-reason.js";
 import { kfreeSkbReason } from "../skb/free.js";
 import { SHINFO_GSO_SEGS, SKB_END, SKB_HEAD, SKB_LEN } from "../skb/layout.js";
 
+/** Device features (`netdev_features_t` bits used here). */
+export const NETIF_F_SG = 1 << 0;
+/** The device (or its peer) completes CHECKSUM_PARTIAL checksums. */
+export const NETIF_F_HW_CSUM = 1 << 1;
+
 /** ndo_start_xmit return codes. */
 export const NETDEV_TX_OK = 0;
 export const NETDEV_TX_BUSY = 0x10;
@@ -76,6 +81,8 @@ export class NetDevice {
   /** MAC as two integers for allocation-free compares: high 16 bits, low 32 bits. */
   macHi: number;
   macLo: number;
+  /** NETIF_F_* feature bits. */
+  features = 0;
   /** IPv4 address (host order) and prefix length; 0 when none. */
   ipAddr = 0;
   prefixLen = 0;

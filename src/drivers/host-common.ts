@@ -12,8 +12,10 @@ import { type PagePool, pagePoolAllocPage, pagePoolCreate, pagePoolDestroy, page
 import { __skbPut, skbReserve } from "../skb/data.js";
 import { napiBuildSkb } from "../skb/alloc.js";
 import type { SkbCpu } from "../skb/cpu.js";
-import { NET_SKB_PAD, SKB_FLAGS, SKBF_PP_RECYCLE } from "../skb/layout.js";
-import { csumFold, csumPartial, csumTcpudpNofold } from "../net/checksum.js";
+import { CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY, NET_SKB_PAD, SKB_DATA, SKB_FLAGS, SKB_IP_SUMMED, SKBF_PP_RECYCLE } from "../skb/layout.js";
+import { csumFold, csumPartial, csumTcpudpNofold, skbChecksum } from "../net/checksum.js";
+import { skbChecksumHelp } from "../net/ipv4.js";
+import { be32s } from "../skb/access.js";
 import { buildFrame, type FrameLayout, type FrameSpec } from "./frames.js";
 
 /** RX buffer size: one frame per 4 KiB page-pool page. */
@@ -55,7 +57,8 @@ export function hostPoolDestroy(cpu: SkbCpu, pool: PagePool): void {
 
 /**
  * Copy template `t` into a fresh page-pool page and build an skb around it
- * (head from the NAPI cache, `pp_recycle` set). Returns the skb with data at
+ * (head from the NAPI cache, `pp_recycle` set, CHECKSUM_UNNECESSARY: the
+ * template's checksums are right and the patches keep them right). Returns the skb with data at
  * the frame start, or 0 when no page or head was available. Allocates no JS
  * objects.
  */
@@ -70,22 +73,30 @@ export function hostFrameSkb(cpu: SkbCpu, pool: PagePool, t: ArenaTemplate): num
     return 0;
   }
   cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
+  // A host's own packets carry checksums it computed: like a stack handing
+  // veth a checksummed skb, the receiver need not verify them again.
+  cpu.u8[skb + SKB_IP_SUMMED] = CHECKSUM_UNNECESSARY;
   skbReserve(cpu, skb, NET_SKB_PAD);
   __skbPut(cpu, skb, t.len);
   return skb;
 }
 
 /**
- * Verify the IPv4 header checksum and the UDP/TCP checksum of a packet whose
- * IP header is at `ip` with total length `ipLen` (all linear). True when valid.
+ * Verify the IPv4 header checksum and the UDP/TCP checksum of the packet in
+ * `skb` whose IP header is `ipRel` bytes past skb->data, `ipLen` bytes long.
+ * Works on non-linear skbs (GSO segments referencing page frags); a
+ * CHECKSUM_PARTIAL skb (offloaded by the sender's device) has its checksum
+ * completed first, as the receiving NIC would have. True when valid.
  */
-export function l3l4ChecksumsOk(u8: Uint8Array, ip: number, ipLen: number): boolean {
+export function hostChecksumsOk(cpu: SkbCpu, skb: number, ipRel: number, ipLen: number): boolean {
+  const u8 = cpu.u8;
+  const ip = (cpu.u32[(skb + SKB_DATA) >>> 2] as number) + ipRel;
   if (csumFold(csumPartial(u8, ip, 20, 0)) !== 0) return false;
+  if ((u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL && skbChecksumHelp(cpu, skb) !== 0) return false;
   const proto = u8[ip + 9] as number;
   const l4 = ip + 20;
-  const l4Len = ipLen - 20;
   if (proto === 17 && (((u8[l4 + 6] as number) << 8) | (u8[l4 + 7] as number)) === 0) return true;
-  const saddr = (((u8[ip + 12] as number) << 24) | ((u8[ip + 13] as number) << 16) | ((u8[ip + 14] as number) << 8) | (u8[ip + 15] as number)) >>> 0;
-  const daddr = (((u8[ip + 16] as number) << 24) | ((u8[ip + 17] as number) << 16) | ((u8[ip + 18] as number) << 8) | (u8[ip + 19] as number)) >>> 0;
-  return csumFold(csumTcpudpNofold(saddr, daddr, l4Len, proto, csumPartial(u8, l4, l4Len, 0))) === 0;
+  const l4Len = ipLen - 20;
+  const sum = skbChecksum(cpu, skb, ipRel + 20, l4Len, 0);
+  return csumFold(csumTcpudpNofold(be32s(u8, ip + 12), be32s(u8, ip + 16), l4Len, proto, sum)) === 0;
 }

@@ -28,7 +28,7 @@ import {
   hostFrameSkb,
   hostPoolCreate,
   hostPoolDestroy,
-  l3l4ChecksumsOk,
+  hostChecksumsOk,
   templateCreate,
   templateFree,
 } from "./host-common.js";
@@ -330,7 +330,7 @@ export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
     napiConsumeSkb(cpu, skb, 1);
     return;
   }
-  if ((pg.fullValidation || (pg.rxCount++ & 63) === 0) && !l3l4ChecksumsOk(u8, ip, ipLen)) {
+  if ((pg.fullValidation || (pg.rxCount++ & 63) === 0) && !hostChecksumsOk(cpu, skb, ip - data, ipLen)) {
     pg.stats[PG_RX_BAD_CSUM]++;
     napiConsumeSkb(cpu, skb, 1);
     return;

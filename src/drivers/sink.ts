@@ -17,7 +17,7 @@ import { csumReplace2, csumReplace4 } from "../net/checksum.js";
 import { ETH_P_8021Q, IPPROTO_UDP, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_PSH, TCP_FLAG_RST, TCP_FLAG_SYN } from "../net/proto.js";
 import type { PagePool } from "../mm/page-pool.js";
 import { devQueueXmit, type NetDevice } from "../core/netdev.js";
-import { type ArenaTemplate, hostFrameSkb, hostPoolCreate, hostPoolDestroy, l3l4ChecksumsOk, templateCreate, templateFree } from "./host-common.js";
+import { type ArenaTemplate, hostFrameSkb, hostPoolCreate, hostPoolDestroy, hostChecksumsOk, templateCreate, templateFree } from "./host-common.js";
 import { STAMP_MAGIC, type Traffic } from "./traffic.js";
 import { vethTxRoom } from "./veth.js";
 
@@ -170,7 +170,7 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
     napiConsumeSkb(cpu, skb, 1);
     return;
   }
-  if ((sk.fullValidation || (sk.rxCount++ & 63) === 0) && !l3l4ChecksumsOk(u8, ip, ipLen)) {
+  if ((sk.fullValidation || (sk.rxCount++ & 63) === 0) && !hostChecksumsOk(cpu, skb, ip - data, ipLen)) {
     sk.stats[SK_BAD_CSUM]++;
     napiConsumeSkb(cpu, skb, 1);
     return;

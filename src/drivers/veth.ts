@@ -23,6 +23,7 @@ import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { kfreeSkbReason, skbPagePut, skbReleaseHeadState } from "../skb/free.js";
 import {
+  CHECKSUM_PARTIAL,
   SHINFO_FRAG_LIST,
   SHINFO_NR_FRAGS,
   SHINFO_SIZE,
@@ -32,6 +33,7 @@ import {
   SKB_END,
   SKB_FLAGS,
   SKB_HEAD,
+  SKB_IP_SUMMED,
   SKB_LEN,
   SKB_TAIL,
   SKB_USERS,
@@ -40,7 +42,16 @@ import {
   SKBF_PP_RECYCLE,
 } from "../skb/layout.js";
 import { napiSkbCacheGetBulk, napiSkbCachePut } from "../skb/napi-cache.js";
-import { devCountRx, type NetDevice, type NetNamespace, NETDEV_TX_BUSY, NETDEV_TX_OK, RX_DROPPED } from "../core/netdev.js";
+import {
+  devCountRx,
+  NETDEV_TX_BUSY,
+  NETDEV_TX_OK,
+  type NetDevice,
+  type NetNamespace,
+  NETIF_F_HW_CSUM,
+  NETIF_F_SG,
+  RX_DROPPED,
+} from "../core/netdev.js";
 import { type NapiStruct, napiCompleteDone, napiSchedule, netifNapiAdd, type Softnet } from "../core/napi.js";
 
 /** Kernel VETH_RING_SIZE. */
@@ -63,6 +74,8 @@ export class VethPriv {
   readonly len = new Uint32Array(VETH_RING_SIZE);
   readonly size = new Uint32Array(VETH_RING_SIZE);
   readonly pp = new Uint8Array(VETH_RING_SIZE);
+  /** ip_summed of the frame's skb (NONE or UNNECESSARY: veth keeps it, as __dev_forward_skb does). */
+  readonly summed = new Uint8Array(VETH_RING_SIZE);
   prod = 0;
   cons = 0;
   /** Heads taken for one batch. */
@@ -84,6 +97,8 @@ function privOf(dev: NetDevice): VethPriv {
 
 /** Can this skb cross as a bare buffer (an xdp_frame)? */
 function frameable(cpu: SkbCpu, skb: number): boolean {
+  // A frame carries bytes only: a checksum left to the device must stay with its skb.
+  if ((cpu.u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL) return false;
   const f = cpu.u8[skb + SKB_FLAGS] as number;
   if ((f & (SKBF_HEAD_FRAG | SKBF_FCLONE_MASK)) !== SKBF_HEAD_FRAG) return false;
   if ((cpu.u32[(skb + SKB_DATA_LEN) >>> 2] as number) !== 0) return false;
@@ -108,6 +123,7 @@ function vethXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
     rq.len[i] = u32[(skb + SKB_LEN) >>> 2] as number;
     rq.size[i] = (u32[(skb + SKB_END) >>> 2] as number) + SHINFO_SIZE;
     rq.pp[i] = (cpu.u8[skb + SKB_FLAGS] as number) & SKBF_PP_RECYCLE ? 1 : 0;
+    rq.summed[i] = cpu.u8[skb + SKB_IP_SUMMED] as number;
     // The buffer now belongs to the frame: release the head state, cache the shell.
     skbReleaseHeadState(cpu, skb);
     napiSkbCachePut(cpu, skb);
@@ -147,6 +163,7 @@ function vethXdpRcvBulk(cpu: SkbCpu, napi: NapiStruct, rq: VethPriv, m: number):
     u32[(skb + SKB_LEN) >>> 2] = len;
     u32[(skb + SKB_DEV) >>> 2] = dev.ifindex;
     if (rq.pp[i] === 1) cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
+    cpu.u8[skb + SKB_IP_SUMMED] = rq.summed[i] as number;
     rq.framesRx++;
     devCountRx(cpu, dev, skb, 0);
     rq.recv(cpu, napi, skb);
@@ -203,6 +220,9 @@ export function vethCreatePair(
   db.priv = pb;
   da.xmit = vethXmit;
   db.xmit = vethXmit;
+  // Like the kernel's veth: scatter-gather and checksum offload (the peer trusts CHECKSUM_PARTIAL).
+  da.features = NETIF_F_SG | NETIF_F_HW_CSUM;
+  db.features = NETIF_F_SG | NETIF_F_HW_CSUM;
   pa.napi = netifNapiAdd(sd, da, vethPoll);
   pb.napi = netifNapiAdd(sd, db, vethPoll);
   return [da, db];

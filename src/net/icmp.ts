@@ -18,7 +18,7 @@
  * @module
  */
 
-import { be16, fragDesc, putBe16, putBe32, skbNetworkHeader, skbShinfo } from "../skb/access.js";
+import { be16, be32s, fragDesc, putBe16, putBe32, skbNetworkHeader, skbShinfo } from "../skb/access.js";
 import { allocSkb } from "../skb/alloc.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { __skbPull, __skbPush, __skbPut, pskbMayPull, skbCopyBits, skbReserve } from "../skb/data.js";
@@ -47,7 +47,7 @@ import {
 } from "../skb/layout.js";
 import { csumFold, csumPartial, csumReplace2, skbChecksum } from "./checksum.js";
 import { LL_RESERVED_SPACE_VLAN, skbEnsureWritable } from "./ethernet.js";
-import { be32i, ipBuildHeader, ipSelectIdent, ipv4IsLbcast, ipv4IsMulticast, ipv4IsZeronet } from "./ipv4.js";
+import { ipBuildHeader, ipSelectIdent, ipv4IsLbcast, ipv4IsMulticast, ipv4IsZeronet } from "./ipv4.js";
 import {
   ETH_P_IP,
   ICMP_DEST_UNREACH,
@@ -184,7 +184,8 @@ export function skbByteAt(cpu: SkbCpu, skb: number, off: number): number {
  * header end at the new IP header, the transport header at the ICMP header.
  *
  * Returns 0 when the reply is ready to route back to the sender, or a reason
- * for the caller to free with: PKT_TOO_SMALL (under 8 ICMP bytes),
+ * for the caller to free with: IP_INHDR (no linear IP header at the network
+ * header), PKT_TOO_SMALL (under 8 ICMP bytes),
  * ICMP_INVALID (bad checksum; or an echo to a broadcast / multicast
  * address, ignored as with icmp_echo_ignore_broadcasts=1), UNHANDLED_PROTO
  * (type > NR_ICMP_TYPES), CONSUMED (any other well-formed message: nothing
@@ -196,8 +197,13 @@ export function icmpRcvEcho(cpu: SkbCpu, skb: number, stats: Float64Array): numb
   const u8 = cpu.u8;
   const u32 = cpu.u32;
   stats[ICMP_MIB_INMSGS]++;
-  // Normalise: data at the network header.
+  // Normalise: data at the network header (which must lie in the linear area).
   let nh = skbNetworkHeader(cpu, skb);
+  const head = u32[(skb + SKB_HEAD) >>> 2] as number;
+  if (nh < head || nh + IPH_MIN_LEN > head + (u32[(skb + SKB_TAIL) >>> 2] as number)) {
+    stats[ICMP_MIB_INERRORS]++;
+    return SKB_DROP_REASON.IP_INHDR;
+  }
   const d0 = u32[(skb + SKB_DATA) >>> 2] as number;
   if (nh !== d0) __skbPush(cpu, skb, d0 - nh);
   const hl = ((u8[nh + IPH_VER_IHL] as number) & 15) << 2;
@@ -224,13 +230,13 @@ export function icmpRcvEcho(cpu: SkbCpu, skb: number, stats: Float64Array): numb
   }
   if (type !== ICMP_ECHO) return SKB_DROP_REASON.CONSUMED;
   stats[ICMP_MIB_INECHOS]++;
-  const daddr = be32i(u8, nh + IPH_DADDR);
+  const daddr = be32s(u8, nh + IPH_DADDR);
   if ((u8[skb + SKB_PKT_TYPE] as number) !== PACKET_HOST || ipv4IsMulticast(daddr) || ipv4IsLbcast(daddr)) {
     return SKB_DROP_REASON.ICMP_INVALID;
   }
   if (skbEnsureWritable(cpu, skb, hl + ICMPH_LEN) !== 0) return SKB_DROP_REASON.NOMEM;
   nh = u32[(skb + SKB_DATA) >>> 2] as number;
-  const saddr = be32i(u8, nh + IPH_SADDR);
+  const saddr = be32s(u8, nh + IPH_SADDR);
   const tos = u8[nh + IPH_TOS] as number;
   const icmph = nh + hl;
   // Echo reply: type 0; code, id, sequence and data as received (icmp_echo copies the header).
@@ -289,8 +295,8 @@ export function icmpSend(
   const ihl = (u8[iph + IPH_VER_IHL] as number) & 15;
   if (ihl < 5) return 0;
   // int32 views of the addresses (same bits, never heap numbers).
-  const daddr = be32i(u8, iph + IPH_DADDR);
-  const saddr = be32i(u8, iph + IPH_SADDR);
+  const daddr = be32s(u8, iph + IPH_DADDR);
+  const saddr = be32s(u8, iph + IPH_SADDR);
   if (ipv4IsMulticast(daddr) || ipv4IsLbcast(daddr)) return 0;
   if (ipv4IsZeronet(saddr) || ipv4IsMulticast(saddr) || ipv4IsLbcast(saddr)) return 0;
   if ((be16(u8, iph + IPH_FRAG_OFF) & IP_OFFSET) !== 0) return 0;

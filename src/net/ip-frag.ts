@@ -18,8 +18,8 @@
  * Kernel behaviour kept: the memory limit (`ipfrag_high_thresh`, 4 MiB of
  * truesize + per-queue overhead; above it every new fragment is refused,
  * the `ipfrag_low_thresh` evictor is gone since 4.17 so that value is only
- * kept for configuration parity), `ipfrag_time` (30 s, injectable clock in
- * ms), `ipfrag_max_dist` (64, per-source fragment counters), RFC 5722
+ * kept for configuration parity), `ipfrag_time` (30 s; `now` in ms from the
+ * caller, or an injectable clock), `ipfrag_max_dist` (64, per-source fragment counters), RFC 5722
  * overlap handling (an overlapping fragment destroys the whole queue;
  * a fragment wholly inside an existing run is a duplicate and only it is
  * dropped), the final-fragment consistency checks, ECN combination
@@ -38,12 +38,16 @@
  * Differences: no coalescing of fragment heads (`skb_try_coalesce`); the
  * timers are lazy (expired queues are reaped at the next ipDefrag or
  * ipFragExpire call, with the deadline semantics of the kernel's timer);
- * ICMP "fragment reassembly time exceeded" is left to an optional hook.
+ * ICMP "fragment reassembly time exceeded" is left to an optional hook;
+ * overlap / corrupt-queue kills drop the queued fragments as NOT_SPECIFIED
+ * (the kernel counts them as consumed) and duplicates as NOT_SPECIFIED
+ * (the kernel's DUP_FRAG is not in SKB_DROP_REASON). Not thread-safe: one
+ * context per CPU, like the rest of the per-CPU state.
  *
  * @module
  */
 
-import { be16, skbNetworkHeader } from "../skb/access.js";
+import { be16, be32s, skbNetworkHeader } from "../skb/access.js";
 import { skbUnclone } from "../skb/clone.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { __skbPush, pskbPull } from "../skb/data.js";
@@ -81,7 +85,6 @@ import {
   IPSTATS_MIB_REASMOKS,
   IPSTATS_MIB_REASMREQDS,
   IPSTATS_MIB_REASMTIMEOUT,
-  be32i,
   ipSendCheck,
 } from "./ipv4.js";
 import { IP_DF, IP_MF, IP_OFFSET, IPH_DADDR, IPH_FRAG_OFF, IPH_ID, IPH_PROTOCOL, IPH_SADDR, IPH_TOS, IPH_TOT_LEN, IPH_VER_IHL } from "./proto.js";
@@ -580,8 +583,8 @@ export function ipDefrag(cpu: SkbCpu, fq: IpFragQueues, skb: number, now?: numbe
     fq.stats[IPSTATS_MIB_REASMFAILS]++;
     return dropSkb(cpu, fq, skb, SKB_DROP_REASON.IP_FRAG_MEMORY);
   }
-  const saddr = be32i(u8, iph + IPH_SADDR);
-  const daddr = be32i(u8, iph + IPH_DADDR);
+  const saddr = be32s(u8, iph + IPH_SADDR);
+  const daddr = be32s(u8, iph + IPH_DADDR);
   const q = queueFind(fq, saddr, daddr, be16(u8, iph + IPH_ID), u8[iph + IPH_PROTOCOL] as number, now);
   if (q < 0) {
     fq.stats[IPSTATS_MIB_REASMFAILS]++;

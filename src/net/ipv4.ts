@@ -239,14 +239,6 @@ export function ipProtocol(u8: Uint8Array, iph: number): number {
 export function ipCheck(u8: Uint8Array, iph: number): number {
   return be16(u8, iph + IPH_CHECK);
 }
-/**
- * Big-endian 32-bit field at `o` as an int32: the same bits as be32 but
- * never a heap number (a u32 ≥ 2^31 returned from a call that is not
- * inlined is boxed). For keys, hashes and checksum arithmetic.
- */
-export function be32i(u8: Uint8Array, o: number): number {
-  return ((u8[o] as number) << 24) | ((u8[o + 1] as number) << 16) | ((u8[o + 2] as number) << 8) | (u8[o + 3] as number);
-}
 /** `iph->saddr` (host-order u32). */
 export function ipSaddr(u8: Uint8Array, iph: number): number {
   return be32(u8, iph + IPH_SADDR);

@@ -16,14 +16,13 @@
  * @module
  */
 
-import { be16, be32, putBe16, skbDataPtr, skbNetworkHeader, skbTransportHeader } from "../skb/access.js";
+import { be16, be32, be32s, putBe16, skbDataPtr, skbNetworkHeader, skbTransportHeader } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { pskbMayPull } from "../skb/data.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { CHECKSUM_UNNECESSARY, SKB_IP_SUMMED, SKB_LEN } from "../skb/layout.js";
 import { csumFold, csumTcpudpMagic, csumTcpudpNofold, skbChecksum } from "./checksum.js";
 import { skbEnsureWritable } from "./ethernet.js";
-import { be32i } from "./ipv4.js";
 import {
   IPH_DADDR,
   IPH_SADDR,
@@ -149,7 +148,7 @@ export function tcp4ChecksumValid(cpu: SkbCpu, skb: number): boolean {
   const len = (cpu.u32[(skb + SKB_LEN) >>> 2] as number) - off;
   const iph = skbNetworkHeader(cpu, skb);
   const sum = skbChecksum(cpu, skb, off, len, 0);
-  return csumFold(csumTcpudpNofold(be32i(u8, iph + IPH_SADDR), be32i(u8, iph + IPH_DADDR), len, IPPROTO_TCP, sum)) === 0;
+  return csumFold(csumTcpudpNofold(be32s(u8, iph + IPH_SADDR), be32s(u8, iph + IPH_DADDR), len, IPPROTO_TCP, sum)) === 0;
 }
 
 /**
@@ -168,7 +167,7 @@ export function tcp4SetChecksum(cpu: SkbCpu, skb: number): number {
   const iph = skbNetworkHeader(cpu, skb);
   u8[th + TCPH_CHECK] = 0;
   u8[th + TCPH_CHECK + 1] = 0;
-  const c = tcpV4Check(len, be32i(u8, iph + IPH_SADDR), be32i(u8, iph + IPH_DADDR), skbChecksum(cpu, skb, off, len, 0));
+  const c = tcpV4Check(len, be32s(u8, iph + IPH_SADDR), be32s(u8, iph + IPH_DADDR), skbChecksum(cpu, skb, off, len, 0));
   putBe16(u8, th + TCPH_CHECK, c);
   return c;
 }

@@ -16,14 +16,13 @@
  * @module
  */
 
-import { be16, putBe16, skbDataPtr, skbNetworkHeader, skbTransportHeader } from "../skb/access.js";
+import { be16, be32s, putBe16, skbDataPtr, skbNetworkHeader, skbTransportHeader } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { pskbMayPull } from "../skb/data.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { CHECKSUM_UNNECESSARY, SKB_IP_SUMMED, SKB_LEN } from "../skb/layout.js";
 import { csumFold, csumTcpudpMagic, csumTcpudpNofold, skbChecksum } from "./checksum.js";
 import { pskbTrimRcsum, skbEnsureWritable } from "./ethernet.js";
-import { be32i } from "./ipv4.js";
 import { CSUM_MANGLED_0, IPH_DADDR, IPH_SADDR, IPPROTO_UDP, UDPH_CHECK, UDPH_DEST, UDPH_LEN, UDPH_LEN_BYTES, UDPH_SOURCE } from "./proto.js";
 
 /** `udp_hdr(skb)`: arena offset of the UDP header (the transport header). */
@@ -66,7 +65,7 @@ export function udp4ChecksumValid(cpu: SkbCpu, skb: number): boolean {
   const len = (cpu.u32[(skb + SKB_LEN) >>> 2] as number) - off;
   const iph = skbNetworkHeader(cpu, skb);
   const sum = skbChecksum(cpu, skb, off, len, 0);
-  return csumFold(csumTcpudpNofold(be32i(u8, iph + IPH_SADDR), be32i(u8, iph + IPH_DADDR), len, IPPROTO_UDP, sum)) === 0;
+  return csumFold(csumTcpudpNofold(be32s(u8, iph + IPH_SADDR), be32s(u8, iph + IPH_DADDR), len, IPPROTO_UDP, sum)) === 0;
 }
 
 /**
@@ -86,7 +85,7 @@ export function udp4SetChecksum(cpu: SkbCpu, skb: number): number {
   const iph = skbNetworkHeader(cpu, skb);
   u8[uh + UDPH_CHECK] = 0;
   u8[uh + UDPH_CHECK + 1] = 0;
-  let c = udpV4Check(len, be32i(u8, iph + IPH_SADDR), be32i(u8, iph + IPH_DADDR), skbChecksum(cpu, skb, off, len, 0));
+  let c = udpV4Check(len, be32s(u8, iph + IPH_SADDR), be32s(u8, iph + IPH_DADDR), skbChecksum(cpu, skb, off, len, 0));
   if (c === 0) c = CSUM_MANGLED_0;
   putBe16(u8, uh + UDPH_CHECK, c);
   return c;

@@ -24,7 +24,7 @@
 import { be32s, skbNetworkHeader } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
-import { PACKET_HOST, SKB_DEV, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
+import { CHECKSUM_PARTIAL, PACKET_HOST, SKB_DEV, SKB_IP_SUMMED, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
 import { ethHeaderPush, ethTypeTrans } from "../net/ethernet.js";
 import { skbVlanTagGetId, skbVlanTagPresent, skbVlanUntag, __vlanHwaccelClearTag, vlanInsertTag } from "../net/vlan.js";
 import {
@@ -32,19 +32,22 @@ import {
   ipFragment,
   ipIsFragment,
   ipRcvCore,
+  IPSTATS_MIB_INNOROUTES,
   ipStatsCreate,
+  skbChecksumHelp,
   ipTotLen,
   ipTtl,
 } from "../net/ipv4.js";
 import { fibNextHop, fibRouteOif, type FibTable, fibTableCreate, fibTableInsert, fibTableLookup } from "../net/route.js";
 import { icmpRcvEcho, icmpSend, icmpStatsCreate } from "../net/icmp.js";
-import { type IpFragQueues, ipDefrag, ipFragCreate } from "../net/ip-frag.js";
+import { type IpFragQueues, ipDefrag, ipFragCreate, ipFragExpire } from "../net/ip-frag.js";
 import {
   type Conntrack,
   NF_CT_F_NO_NEW,
   NF_INET_POST_ROUTING,
   NF_INET_PRE_ROUTING,
   nfConntrackConfirm,
+  nfConntrackGcWork,
   nfConntrackIn,
 } from "../net/conntrack.js";
 import { type NfNat, nfNatIpv4 } from "../net/nat.js";
@@ -66,6 +69,7 @@ import {
   devDropSkb,
   devQueueXmit,
   type NetDevice,
+  NETIF_F_HW_CSUM,
   type NetNamespace,
   RX_BYTES,
   RX_DROPPED,
@@ -106,6 +110,8 @@ export class Router {
   readonly sd: Softnet;
   /** Reason of the last drop inside output (for the caller's accounting). */
   lastReason = 0;
+  /** jiffies of the last timer run. */
+  lastTimers = 0;
 
   constructor(cpu: SkbCpu, ns: NetNamespace, sd: Softnet, ct: Conntrack, nat: NfNat) {
     this.cpu = cpu;
@@ -114,8 +120,8 @@ export class Router {
     this.ct = ct;
     this.nat = nat;
     this.fib = fibTableCreate();
-    this.fq = ipFragCreate({});
     this.ipStats = ipStatsCreate();
+    this.fq = ipFragCreate({ clock: () => sd.jiffies, stats: this.ipStats });
     this.icmpStats = icmpStatsCreate();
   }
 }
@@ -194,6 +200,18 @@ export function routerL2Recv(port: RouterPort, cpu: SkbCpu, dev: NetDevice, skb:
   else groNormalOne(port.napi, skb);
 }
 
+/** How often (ms) the router's timers run: fragment-queue expiry and a conntrack GC slice. */
+export const ROUTER_TIMER_MS = 100;
+/** Conntrack entries examined per GC slice (nf_conntrack's GC is incremental too). */
+export const CT_GC_BUDGET = 256;
+
+/** The periodic work a kernel does from timers and workqueues. */
+export function routerTimers(r: Router, cpu: SkbCpu): void {
+  r.lastTimers = r.sd.jiffies;
+  ipFragExpire(cpu, r.fq, r.sd.jiffies);
+  nfConntrackGcWork(r.ct, r.sd.jiffies, CT_GC_BUDGET);
+}
+
 /** Drop helper for the stack: on the device the skb is on. */
 function drop(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number, reason: number): void {
   r.lastReason = reason;
@@ -214,6 +232,7 @@ function sendIcmp(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number, type: num
  * receive handler of every routed device.
  */
 export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  if (r.sd.jiffies - r.lastTimers >= ROUTER_TIMER_MS) routerTimers(r, cpu);
   if ((cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) !== ETH_P_IP) {
     drop(r, cpu, dev, skb, SKB_DROP_REASON.UNHANDLED_PROTO);
     return;
@@ -225,7 +244,7 @@ export function routerIpRcv(r: Router, cpu: SkbCpu, dev: NetDevice, skb: number)
   }
   const u8 = cpu.u8;
   if (ipIsFragment(u8, skbNetworkHeader(cpu, skb))) {
-    const whole = ipDefrag(cpu, r.fq, skb);
+    const whole = ipDefrag(cpu, r.fq, skb, r.sd.jiffies);
     if (whole === 0) {
       const why = r.fq.lastResult;
       if (why !== 0) {
@@ -305,7 +324,7 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
   const rt = fibTableLookup(r.fib, daddr);
   if (rt < 0) {
     if (forward) sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0);
-    r.ipStats[4]++;
+    r.ipStats[IPSTATS_MIB_INNOROUTES]++;
     drop(r, cpu, inDev, skb, SKB_DROP_REASON.NO_ROUTE);
     return;
   }
@@ -327,7 +346,7 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
   }
   let segs: number;
   if (skbIsGso(cpu, skb)) {
-    segs = skbGsoSegment(cpu, skb, mtu);
+    segs = skbGsoSegment(cpu, skb, mtu, odev.features);
     if (segs === 0) {
       drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
       return;
@@ -358,6 +377,13 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
 
 /** neigh_output + dev_queue_xmit: Ethernet header, 802.1Q tag for VLAN children, transmit. */
 function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
+  // A device without checksum offload gets the checksum done in software first.
+  if ((cpu.u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL && (odev.features & NETIF_F_HW_CSUM) === 0) {
+    if (skbChecksumHelp(cpu, skb) !== 0) {
+      drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
+      return;
+    }
+  }
   const mac = r.neigh.get(nexthop | 0);
   if (mac === undefined) {
     drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
@@ -392,6 +418,7 @@ export function vlanDevAdd(ns: NetNamespace, parent: NetDevice, vid: number): Ne
   child.macLo = parent.macLo;
   child.vlanId = vid;
   child.parent = parent;
+  child.features = parent.features;
   parent.vlanDevs[vid] = child;
   return child;
 }

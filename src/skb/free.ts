@@ -173,7 +173,7 @@ export function skbFreeHead(cpu: SkbCpu, skb: number): void {
  * `skb_release_data`: drop this skb's reference to its data buffer; the last
  * reference unrefs every frag page, frees the frag_list and the head.
  */
-export function skbReleaseData(cpu: SkbCpu, skb: number): void {
+export function skbReleaseData(cpu: SkbCpu, skb: number, reason: number = SKB_DROP_REASON.CONSUMED): void {
   const f = cpu.u8[skb + SKB_FLAGS] as number;
   const sh = skbShinfo(cpu, skb);
   if ((f & SKBF_CLONED) !== 0) {
@@ -187,15 +187,16 @@ export function skbReleaseData(cpu: SkbCpu, skb: number): void {
   const nr = cpu.u8[sh + SHINFO_NR_FRAGS] as number;
   for (let i = 0; i < nr; i++) skbPagePut(cpu, cpu.u32[(sh + SHINFO_FRAGS + i * FRAG_DESC_SIZE + FRAG_PAGE) >>> 2] as number, pp);
   const fl = cpu.u32[(sh + SHINFO_FRAG_LIST) >>> 2] as number;
-  if (fl !== 0) kfreeSkbList(cpu, fl);
+  // The frag_list members share the parent's fate (skb_drop_fraglist passes the reason on).
+  if (fl !== 0) kfreeSkbListReason(cpu, fl, reason);
   skbFreeHead(cpu, skb);
   cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) & ~SKBF_PP_RECYCLE;
 }
 
-/** `skb_release_all`: head state, then data if there is a head. */
-export function skbReleaseAll(cpu: SkbCpu, skb: number): void {
+/** `skb_release_all`: head state, then data if there is a head (frag_list members freed with `reason`). */
+export function skbReleaseAll(cpu: SkbCpu, skb: number, reason: number = SKB_DROP_REASON.CONSUMED): void {
   skbReleaseHeadState(cpu, skb);
-  if ((cpu.u32[(skb + SKB_HEAD) >>> 2] as number) !== 0) skbReleaseData(cpu, skb);
+  if ((cpu.u32[(skb + SKB_HEAD) >>> 2] as number) !== 0) skbReleaseData(cpu, skb, reason);
 }
 
 /** `kfree_skbmem`: free the shell to the slab it came from (fclone-pair aware). */
@@ -221,8 +222,8 @@ export function kfreeSkbmem(cpu: SkbCpu, skb: number): void {
 }
 
 /** `__kfree_skb`: release everything and free the shell; no refcount check. */
-export function __kfreeSkb(cpu: SkbCpu, skb: number): void {
-  skbReleaseAll(cpu, skb);
+export function __kfreeSkb(cpu: SkbCpu, skb: number, reason: number = SKB_DROP_REASON.CONSUMED): void {
+  skbReleaseAll(cpu, skb, reason);
   kfreeSkbmem(cpu, skb);
 }
 
@@ -233,7 +234,7 @@ export function __kfreeSkb(cpu: SkbCpu, skb: number): void {
 export function kfreeSkbReason(cpu: SkbCpu, skb: number, reason: number): void {
   if (skb === 0 || !skbUnref(cpu, skb)) return;
   cpu.drops[reason]++;
-  __kfreeSkb(cpu, skb);
+  __kfreeSkb(cpu, skb, reason);
 }
 
 /** `kfree_skb`: drop (reason NOT_SPECIFIED). */
@@ -274,9 +275,9 @@ export function kfreeSkbListReason(cpu: SkbCpu, segs: number, reason: number): v
       if (skbUnref(cpu, segs)) {
         cpu.drops[reason]++;
         if (!bulk || ((cpu.u8[segs + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) !== 0) {
-          __kfreeSkb(cpu, segs);
+          __kfreeSkb(cpu, segs, reason);
         } else {
-          skbReleaseAll(cpu, segs);
+          skbReleaseAll(cpu, segs, reason);
           arr[base + n++] = segs;
           if (n === KFREE_SKB_BULK_SIZE) {
             kmemCacheFreeBulk(cpu.headCache, n, arr, base);

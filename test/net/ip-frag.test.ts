@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { skbDataPtr, skbFragList, skbLen, skbNetworkHeader, skbTransportHeader } from "../../src/skb/access.js";
+import { skbCloned, skbDataPtr, skbFragList, skbLen, skbNetworkHeader, skbTransportHeader } from "../../src/skb/access.js";
+import { skbClone } from "../../src/skb/clone.js";
 import type { SkbCpu } from "../../src/skb/cpu.js";
 import { SKB_DROP_REASON } from "../../src/skb/drop-reason.js";
 import { consumeSkb, kfreeSkbListReason, kfreeSkbReason } from "../../src/skb/free.js";
@@ -158,6 +159,26 @@ describe("ipDefrag: exact results", () => {
     assert.equal(ipFragQueueCount(fq), 0);
     assert.equal(ipFragMem(fq), 0);
     consumeSkb(cpu, r);
+    assertNoLeaks(cpu);
+  });
+
+  test("a cloned first fragment: the head is uncloned before its frag_list is set; the clone keeps its bytes", () => {
+    const cpu = setup();
+    const { fq } = newFq();
+    const payload = lcgBytes(40, 17);
+    const first = rx(cpu, fragBytes(payload, { off: 0, len: 16, mf: true }));
+    const clone = skbClone(cpu, first);
+    const cloneBytes = readPacket(cpu, clone);
+    assert.equal(ipDefrag(cpu, fq, first), 0);
+    const r = ipDefrag(cpu, fq, rx(cpu, fragBytes(payload, { off: 16, len: 24, mf: false })));
+    assert.equal(r, first);
+    assert.ok(!skbCloned(cpu, r));
+    assert.equal(skbFragList(cpu, clone), 0, "the clone's shared info is not the head's any more");
+    assert.deepEqual(readPacket(cpu, clone), cloneBytes);
+    assert.deepEqual(readPacket(cpu, r).slice(20), payload);
+    assert.equal(ipFragMem(fq), 0);
+    consumeSkb(cpu, r);
+    consumeSkb(cpu, clone);
     assertNoLeaks(cpu);
   });
 
