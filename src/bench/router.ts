@@ -17,7 +17,7 @@
 
 import { GCProfiler } from "node:v8";
 import { kmemCacheInfo } from "../mm/slab.js";
-import { NAPI_STAT_FLUSHES, NAPI_STAT_HITS, NAPI_STAT_MISSES, NAPI_STAT_REFILLS } from "../skb/cpu.js";
+import { NAPI_STAT_FLUSHES, NAPI_STAT_REFILLS, napiCacheHits } from "../skb/cpu.js";
 import { DROP_REASON_NAMES } from "../skb/drop-reason.js";
 import { napiCacheIsEnabled, napiCacheSetEnabled } from "../skb/napi-cache.js";
 import { PG_TX, PG_TX_BYTES } from "../drivers/pktgen.js";
@@ -126,11 +126,9 @@ function segment(s: Scenario, on: boolean, seconds: number, chunk: number): Seg 
   const tx0 = pg.stats[PG_TX] as number;
   const b0 = pg.stats[PG_TX_BYTES] as number;
   const c0 = headSlabCalls(s);
-  const h0 = st[NAPI_STAT_HITS] as number;
+  const h0 = napiCacheHits(s.cpu);
   const r0 = st[NAPI_STAT_REFILLS] as number;
   const f0 = st[NAPI_STAT_FLUSHES] as number;
-  const m0 = st[NAPI_STAT_MISSES] as number;
-  void m0;
   const prof = new GCProfiler();
   prof.start();
   const limit = seconds * 1e9;
@@ -145,7 +143,7 @@ function segment(s: Scenario, on: boolean, seconds: number, chunk: number): Seg 
     packets,
     gc,
     slabCalls: headSlabCalls(s) - c0,
-    hits: (st[NAPI_STAT_HITS] as number) - h0,
+    hits: napiCacheHits(s.cpu) - h0,
     refills: (st[NAPI_STAT_REFILLS] as number) - r0,
     flushes: (st[NAPI_STAT_FLUSHES] as number) - f0,
   };

@@ -14,7 +14,7 @@
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON, SKB_DROP_REASON_MAX } from "../skb/drop-reason.js";
 import { kfreeSkbReason } from "../skb/free.js";
-import { SHINFO_GSO_SEGS, SKB_END, SKB_HEAD, SKB_LEN } from "../skb/layout.js";
+import { SKB_LEN } from "../skb/layout.js";
 
 /** Device features (`netdev_features_t` bits used here). */
 export const NETIF_F_SG = 1 << 0;
@@ -137,16 +137,12 @@ export function formatMac(m: Uint8Array): string {
 }
 
 /**
- * Count a drop on `dev` and free the skb with that reason. A GRO aggregate
- * counts as the `gso_segs` packets it was made of, so packet accounting
- * holds across GRO.
+ * Count a drop on `dev` and free the skb with that reason. One skb is one
+ * packet here; packets GRO merged into it were counted as merged already.
  */
 export function devDropSkb(cpu: SkbCpu, dev: NetDevice, skb: number, reason: number, tx: boolean): void {
-  const sh = (cpu.u32[(skb + SKB_HEAD) >>> 2] as number) + (cpu.u32[(skb + SKB_END) >>> 2] as number);
-  const segs = cpu.u16[(sh + SHINFO_GSO_SEGS) >>> 1] as number;
-  const n = segs > 1 ? segs : 1;
-  dev.stats[tx ? TX_DROPPED : RX_DROPPED] += n;
-  dev.drops[reason] += n;
+  dev.stats[tx ? TX_DROPPED : RX_DROPPED]++;
+  dev.drops[reason]++;
   kfreeSkbReason(cpu, skb, reason);
 }
 

@@ -32,7 +32,10 @@ import {
   ipFragment,
   ipIsFragment,
   ipRcvCore,
+  IPSTATS_MIB_FRAGFAILS,
   IPSTATS_MIB_INNOROUTES,
+  IPSKB_IGNORE_DF,
+  ipcbFlags,
   ipStatsCreate,
   skbChecksumHelp,
   ipTotLen,
@@ -84,10 +87,12 @@ import { groNormalOne, type NapiStruct, type Softnet } from "../core/napi.js";
 export const RT_FORWARDED = 0;
 export const RT_LOCAL = 1;
 export const RT_ICMP_SENT = 2;
-export const RT_GSO_SEGMENTS = 3;
-export const RT_FRAGMENTS = 4;
+/** Packets GSO added: n - 1 for every aggregate cut into n segments. */
+export const RT_GSO_EXTRA = 3;
+/** Packets IPv4 fragmentation added: n - 1 for every datagram cut into n fragments. */
+export const RT_FRAG_EXTRA = 4;
 export const RT_STAT_MAX = 5;
-export const RT_STAT_NAMES = ["forwarded", "local", "icmpSent", "gsoSegments", "fragments"] as const;
+export const RT_STAT_NAMES = ["forwarded", "local", "icmpSent", "gsoExtra", "fragExtra"] as const;
 
 /** The router's state on one CPU. Created once by the scenario; fields fixed. */
 export class Router {
@@ -329,6 +334,17 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
     return;
   }
   const odev = r.ns.devices[fibRouteOif(r.fib, rt)] as NetDevice;
+  const mtu = odev.mtu;
+  const gso = skbIsGso(cpu, skb);
+  const tooBig = !gso && ipTotLen(u8, iph) > mtu;
+  // ip_forward's ip_exceeds_mtu: DF packets that do not fit are refused
+  // before TTL and NAT touch them (reassembled datagrams may be refragmented).
+  if (forward && tooBig && ((u8[iph + 6] as number) << 8) & IP_DF && (ipcbFlags(cpu, skb) & IPSKB_IGNORE_DF) === 0) {
+    sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
+    r.ipStats[IPSTATS_MIB_FRAGFAILS]++;
+    drop(r, cpu, inDev, skb, SKB_DROP_REASON.PKT_TOO_BIG);
+    return;
+  }
   if (forward) ipDecreaseTtl(u8, iph);
   cpu.u32[(skb + SKB_DEV) >>> 2] = odev.ifindex;
   let reason = nfNatIpv4(r.nat, cpu, skb, NF_INET_POST_ROUTING, r.ct);
@@ -339,32 +355,30 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
   }
   if (forward) r.stats[RT_FORWARDED]++;
   const nexthop = fibNextHop(r.fib, rt, daddr) | 0;
-  const mtu = odev.mtu;
-  if (ipTotLen(u8, iph) <= mtu && !skbIsGso(cpu, skb)) {
+  if (!tooBig && !gso) {
     l2Output(r, cpu, odev, skb, nexthop);
     return;
   }
   let segs: number;
-  if (skbIsGso(cpu, skb)) {
+  if (gso) {
     segs = skbGsoSegment(cpu, skb, mtu, odev.features);
     if (segs === 0) {
       drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
       return;
     }
-    // count segments beyond the first: one skb in, n out
-    for (let s = segs; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) r.stats[RT_GSO_SEGMENTS]++;
-  } else {
-    if (((u8[iph + 6] as number) << 8) & IP_DF) {
-      sendIcmp(r, cpu, inDev, skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
-      drop(r, cpu, odev, skb, SKB_DROP_REASON.PKT_TOO_BIG);
-      return;
+    // One skb in, n out: count the n - 1 extra packets for the accounting.
+    for (let s = cpu.u32[(segs + SKB_NEXT) >>> 2] as number; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) {
+      r.stats[RT_GSO_EXTRA]++;
     }
+  } else {
     segs = ipFragment(cpu, skb, mtu, r.ipStats);
     if (segs <= 0) {
       drop(r, cpu, odev, skb, segs === 0 ? SKB_DROP_REASON.NOMEM : -segs);
       return;
     }
-    for (let s = segs; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) r.stats[RT_FRAGMENTS]++;
+    for (let s = cpu.u32[(segs + SKB_NEXT) >>> 2] as number; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) {
+      r.stats[RT_FRAG_EXTRA]++;
+    }
   }
   while (segs !== 0) {
     const next = cpu.u32[(segs + SKB_NEXT) >>> 2] as number;

@@ -24,14 +24,14 @@ import { conntrackCreate, conntrackRegionSpec, nfConntrackCount, nfConntrackFlus
 import { nfNatCreate } from "../net/nat.js";
 import { ipFragDestroyAll } from "../net/ip-frag.js";
 import { ipv4 } from "../net/proto.js";
-import { groListCreate, type GroList, groFlush } from "../core/gro.js";
-import { type NetDevice, NetNamespace, RX_DROPPED, RX_PACKETS, TX_DROPPED, TX_PACKETS } from "../core/netdev.js";
+import { GRO_STAT_MERGED, groListCreate, type GroList, groFlush } from "../core/gro.js";
+import { type NetDevice, NetNamespace, RX_DROPPED, RX_MERGED, RX_PACKETS, TX_DROPPED, TX_PACKETS } from "../core/netdev.js";
 import { napiSchedule, netRxAction, Softnet } from "../core/napi.js";
 import { vethCreatePair, vethNapi, vethPurge, vethStats } from "../drivers/veth.js";
 import { type Pktgen, pktgenCreate, pktgenDestroy, pktgenRecv, PG_RX, PG_TX } from "../drivers/pktgen.js";
 import { type Sink, sinkCreate, sinkDestroy, sinkRecv, SK_RX, SK_TX } from "../drivers/sink.js";
 import { flowSrcAddr, resolveTraffic, type Traffic, type TrafficOptions } from "../drivers/traffic.js";
-import { Router, routerAddNeighbour, routerAddRoute, routerSetAddresses, routerIpRcv, routerL2Recv, routerPort, type RouterPort, vlanDevAdd } from "./router.js";
+import { Router, RT_FRAG_EXTRA, RT_GSO_EXTRA, RT_ICMP_SENT, routerAddNeighbour, routerAddRoute, routerSetAddresses, routerIpRcv, routerL2Recv, routerPort, type RouterPort, vlanDevAdd } from "./router.js";
 
 /** Options of the scenario. */
 export interface ScenarioOptions {
@@ -214,8 +214,10 @@ export interface Accounting {
   received: number;
   /** Drops counted on devices, by device. */
   drops: Record<string, number>;
-  /** ICMP errors the router generated. */
+  /** Packets the router made: ICMP errors, plus the extra packets of GSO and fragmentation. */
   generated: number;
+  /** Packets absorbed into others: GRO merges and fragments held for reassembly. */
+  merged: number;
   /** Frames still queued on rings. */
   queued: number;
   /** veth pairs: tx on one end = rx + queued on the other. */
@@ -223,7 +225,12 @@ export interface Accounting {
   problems: string[];
 }
 
-/** Check conservation: sent + generated = received + dropped + queued. */
+/**
+ * Check conservation: sent + generated = received + dropped + queued +
+ * merged, where "generated" are packets the router made (ICMP errors, GSO
+ * and fragmentation extras) and "merged" packets absorbed into others (GRO,
+ * reassembly).
+ */
 export function scenarioAccounting(s: Scenario): Accounting {
   const problems: string[] = [];
   const sent = (s.pktgen.stats[PG_TX] as number) + (s.sink.stats[SK_TX] as number);
@@ -251,12 +258,18 @@ export function scenarioAccounting(s: Scenario): Accounting {
       problems.push(`${a.name} sent ${a.stats[TX_PACKETS]} but ${b.name} received ${b.stats[RX_PACKETS]} (+${q} queued, ${noHead} without heads)`);
     }
   }
-  const generated = s.router.stats[2] as number;
-  const ok = vethOk && sent + generated === received + dropped + queued;
-  if (sent + generated !== received + dropped + queued) {
-    problems.push(`sent ${sent} + generated ${generated} != received ${received} + dropped ${dropped} + queued ${queued}`);
+  const rs = s.router.stats;
+  const generated = (rs[RT_ICMP_SENT] as number) + (rs[RT_GSO_EXTRA] as number) + (rs[RT_FRAG_EXTRA] as number);
+  let merged = 0;
+  for (const g of [s.groIn, s.groOut]) if (g !== null) merged += g.stats[GRO_STAT_MERGED] as number;
+  for (const d of s.ns.list()) merged += d.stats[RX_MERGED] as number;
+  const balanced = sent + generated === received + dropped + queued + merged;
+  if (!balanced) {
+    problems.push(
+      `sent ${sent} + generated ${generated} != received ${received} + dropped ${dropped} + queued ${queued} + merged ${merged}`,
+    );
   }
-  return { ok, sent, received, drops, generated, queued, vethOk, problems };
+  return { ok: vethOk && balanced, sent, received, drops, generated, merged, queued, vethOk, problems };
 }
 
 /** Leak report after teardown. */

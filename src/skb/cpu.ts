@@ -21,10 +21,15 @@ import { SKB_DROP_REASON_MAX } from "./drop-reason.js";
 import type { SkbMemory } from "./memory.js";
 import { type NapiProfile, napiProfile, type ProfileOverrides } from "./profile.js";
 
-/** Indices into {@link SkbCpu.stats}. Gets that found the stack empty (or the cache off). */
+/**
+ * Indices into {@link SkbCpu.stats}. The fast paths of the cache keep ONE
+ * counter (puts into the stack); hits are derived from the stack's own
+ * conservation law by {@link napiCacheHits}, so a pop costs no bookkeeping.
+ */
+/** Gets that found the stack empty (or the cache off). */
 export const NAPI_STAT_MISSES = 0;
-/** Gets served from a non-empty stack (no slab call). */
-export const NAPI_STAT_HITS = 1;
+/** Refills whose first head served the get that triggered them. */
+export const NAPI_STAT_REFILL_SERVED = 1;
 /** Refills of an empty stack (one bulk slab call each). */
 export const NAPI_STAT_REFILLS = 2;
 /** Heads obtained by refills. */
@@ -47,13 +52,19 @@ export const NAPI_STAT_BULK_DIRECT = 10;
 export const NAPI_STAT_DEFERRED = 11;
 /** Skbs freed via the completion queue in netTxAction. */
 export const NAPI_STAT_TX_COMPLETED = 12;
+/** Frees that went straight to the slab because the cache was off. */
+export const NAPI_STAT_PUTS_SLAB = 13;
+/** Heads napiSkbCacheGetBulk took from the stack. */
+export const NAPI_STAT_BULK_CACHED = 14;
+/** Heads napiSkbCacheDrain returned to the slab. */
+export const NAPI_STAT_DRAINED = 15;
 /** Number of napi stats. */
-export const NAPI_STAT_MAX = 13;
+export const NAPI_STAT_MAX = 16;
 
 /** Names of the napi stats, index order. */
 export const NAPI_STAT_NAMES = [
   "misses",
-  "hits",
+  "refillServed",
   "refills",
   "refillObjs",
   "getFail",
@@ -65,7 +76,30 @@ export const NAPI_STAT_NAMES = [
   "bulkDirect",
   "deferred",
   "txCompleted",
+  "putsSlab",
+  "bulkCached",
+  "drained",
 ] as const;
+
+/**
+ * Gets served from a non-empty stack, derived by conservation: everything
+ * that entered the stack (refilled heads, pushes) minus everything that left
+ * it other than by a hit (refill-served gets, flushes, drains, bulk gets)
+ * minus what is still there.
+ */
+export function napiCacheHits(cpu: SkbCpu): number {
+  const s = cpu.stats;
+  return (
+    (s[NAPI_STAT_REFILL_OBJS] as number) +
+    (s[NAPI_STAT_PUTS] as number) -
+    (s[NAPI_STAT_PUTS_SLAB] as number) -
+    (s[NAPI_STAT_REFILL_SERVED] as number) -
+    (s[NAPI_STAT_FLUSHED_OBJS] as number) -
+    (s[NAPI_STAT_DRAINED] as number) -
+    (s[NAPI_STAT_BULK_CACHED] as number) -
+    cpu.skbCount
+  );
+}
 
 /** Options of a CPU context. */
 export interface SkbCpuOptions {
@@ -177,12 +211,13 @@ export function createSkbCpu(mem: SkbMemory, id: number, o: SkbCpuOptions = {}):
 /** NAPI cache counters as a plain object (allocates). */
 export function napiCacheStats(
   cpu: SkbCpu,
-): Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number } {
+): Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number; hits: number } {
   const o = { cached: cpu.skbCount } as Record<string, number>;
   NAPI_STAT_NAMES.forEach((n, i) => {
     o[n] = cpu.stats[i] as number;
   });
   // Every get is either a hit (stack non-empty) or a miss.
-  o.gets = (cpu.stats[NAPI_STAT_HITS] as number) + (cpu.stats[NAPI_STAT_MISSES] as number);
-  return o as Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number };
+  o.hits = napiCacheHits(cpu);
+  o.gets = o.hits + (cpu.stats[NAPI_STAT_MISSES] as number);
+  return o as Record<(typeof NAPI_STAT_NAMES)[number], number> & { cached: number; gets: number; hits: number };
 }

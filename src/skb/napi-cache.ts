@@ -33,7 +33,10 @@ import {
   NAPI_STAT_FLUSHES,
   NAPI_STAT_GET_FAIL,
   NAPI_STAT_MISSES,
-  NAPI_STAT_HITS,
+  NAPI_STAT_BULK_CACHED,
+  NAPI_STAT_DRAINED,
+  NAPI_STAT_PUTS_SLAB,
+  NAPI_STAT_REFILL_SERVED,
   NAPI_STAT_PUTS,
   NAPI_STAT_REFILL_OBJS,
   NAPI_STAT_REFILLS,
@@ -77,9 +80,9 @@ export function napiCacheIsEnabled(): boolean {
 export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
   const n = cpu.skbCount;
   if (n !== 0 && napiCacheEnabled && !cpu.debug) {
-    // Fast path: pop the most recently freed (cache-hot) shell.
+    // Fast path: pop the most recently freed (cache-hot) shell. No
+    // bookkeeping: hits are derived (napiCacheHits).
     cpu.skbCount = n - 1;
-    cpu.stats[NAPI_STAT_HITS]++;
     return cpu.skbCache[n - 1] as number;
   }
   return napiSkbCacheGetSlow(cpu, alloc);
@@ -113,9 +116,8 @@ function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
       st[NAPI_STAT_GET_FAIL]++;
       return 0;
     }
+    st[NAPI_STAT_REFILL_SERVED]++;
     if (cpu.debug) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, true);
-  } else {
-    st[NAPI_STAT_HITS]++;
   }
   n--;
   cpu.skbCount = n;
@@ -147,6 +149,7 @@ function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
   const st = cpu.stats;
   st[NAPI_STAT_PUTS]++;
   if (!napiCacheEnabled) {
+    st[NAPI_STAT_PUTS_SLAB]++;
     st[NAPI_STAT_SLAB_CALLS]++;
     kmemCacheFree(cpu.headCache, skb);
     return;
@@ -214,6 +217,7 @@ export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, 
     out[off + i] = skb;
   }
   cpu.skbCount = base;
+  st[NAPI_STAT_BULK_CACHED] += m;
   st[NAPI_STAT_BULK_GETS] += m + direct;
   return m + direct;
 }
@@ -228,5 +232,6 @@ export function napiSkbCacheDrain(cpu: SkbCpu): void {
   if (n === 0) return;
   if (cpu.debug) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, false);
   kmemCacheFreeBulk(cpu.headCache, n, cpu.skbCache, 0);
+  cpu.stats[NAPI_STAT_DRAINED] += n;
   cpu.skbCount = 0;
 }
