@@ -14,7 +14,7 @@
  * @module
  */
 
-import { be16, be32, putBe16, putBe32 } from "../skb/access.js";
+import { be16, be32, be32s, putBe16, putBe32 } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { napiConsumeSkb } from "../skb/free.js";
 import { SKB_DATA, SKB_LEN } from "../skb/layout.js";
@@ -98,8 +98,9 @@ export class Pktgen {
   readonly ipId: Uint16Array;
   readonly seqNo: Uint32Array;
   readonly state: Uint8Array;
-  readonly sndNxt: Uint32Array;
-  readonly rcvNxt: Uint32Array;
+  /** TCP sequence state as signed int32 (no heap numbers when it passes 2^31). */
+  readonly sndNxt: Int32Array;
+  readonly rcvNxt: Int32Array;
   readonly segs: Uint32Array;
   /** Packets left to send (Infinity: until told to stop). */
   remaining = 0;
@@ -124,8 +125,8 @@ export class Pktgen {
     this.ipId = new Uint16Array(t.flows);
     this.seqNo = new Uint32Array(t.flows);
     this.state = new Uint8Array(t.flows);
-    this.sndNxt = new Uint32Array(t.flows);
-    this.rcvNxt = new Uint32Array(t.flows);
+    this.sndNxt = new Int32Array(t.flows);
+    this.rcvNxt = new Int32Array(t.flows);
     this.segs = new Uint32Array(t.flows);
     this.ackPending = new Uint32Array(t.flows + 1);
     this.tmpl = [];
@@ -173,37 +174,36 @@ function patchIpId(u8: Uint8Array, ip: number, id: number): void {
   csumReplace2(u8, ip + 10, 0, id);
 }
 
-function sendOne(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number): boolean {
+/** A frame from template `t` for flow `f` with its IP id patched; 0 when no page or head. */
+function pgFrame(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number): number {
   const skb = hostFrameSkb(cpu, pg.pool, t);
   if (skb === 0) {
     pg.stats[PG_ALLOC_FAIL]++;
-    return false;
+    return 0;
   }
-  const u8 = cpu.u8;
-  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
-  const L = t.layout;
-  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
-  return finishSend(pg, cpu, skb, t, f);
+  patchIpId(cpu.u8, (cpu.u32[(skb + SKB_DATA) >>> 2] as number) + t.layout.ipOff, pg.ipId[f]++ as number);
+  return skb;
 }
 
-function finishSend(pg: Pktgen, cpu: SkbCpu, skb: number, t: ArenaTemplate, _f: number): boolean {
+function finishSend(pg: Pktgen, cpu: SkbCpu, skb: number, t: ArenaTemplate): boolean {
   pg.stats[PG_TX]++;
   pg.stats[PG_TX_BYTES] += t.len;
   devQueueXmit(cpu, pg.dev, skb);
   return true;
 }
 
+function sendOne(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number): boolean {
+  const skb = pgFrame(pg, cpu, t, f);
+  return skb !== 0 && finishSend(pg, cpu, skb, t);
+}
+
 function sendUdp(pg: Pktgen, cpu: SkbCpu, f: number, z: number): boolean {
   const t = pg.tmpl[f * pg.nSizes + z] as ArenaTemplate;
-  const skb = hostFrameSkb(cpu, pg.pool, t);
-  if (skb === 0) {
-    pg.stats[PG_ALLOC_FAIL]++;
-    return false;
-  }
+  const skb = pgFrame(pg, cpu, t, f);
+  if (skb === 0) return false;
   const u8 = cpu.u8;
   const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
   const L = t.layout;
-  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
   if (L.payloadLen >= 12) {
     const seq = pg.seqNo[f]++ as number;
     putBe32(u8, data + L.payloadOff + 8, seq);
@@ -211,55 +211,42 @@ function sendUdp(pg: Pktgen, cpu: SkbCpu, f: number, z: number): boolean {
     if (be16(u8, data + L.l4Off + 6) === 0) putBe16(u8, data + L.l4Off + 6, 0xffff);
   }
   pg.stats[PG_TX_PAYLOAD] += L.payloadLen;
-  return finishSend(pg, cpu, skb, t, f);
+  return finishSend(pg, cpu, skb, t);
+}
+
+/** Write `seq` and `ack` into a template whose seq/ack are 0, with checksum deltas. */
+function patchSeqAck(u8: Uint8Array, th: number, seq: number, ack: number): void {
+  putBe32(u8, th + 4, seq);
+  csumReplace4(u8, th + 16, 0, seq);
+  putBe32(u8, th + 8, ack);
+  csumReplace4(u8, th + 16, 0, ack);
 }
 
 function sendTcpData(pg: Pktgen, cpu: SkbCpu, f: number, z: number): boolean {
   const t = pg.tmpl[f * pg.nSizes + z] as ArenaTemplate;
-  const skb = hostFrameSkb(cpu, pg.pool, t);
-  if (skb === 0) {
-    pg.stats[PG_ALLOC_FAIL]++;
-    return false;
-  }
+  const skb = pgFrame(pg, cpu, t, f);
+  if (skb === 0) return false;
   const u8 = cpu.u8;
-  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
   const L = t.layout;
-  const th = data + L.l4Off;
-  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
+  const th = (cpu.u32[(skb + SKB_DATA) >>> 2] as number) + L.l4Off;
   const seq = pg.sndNxt[f] as number;
-  putBe32(u8, th + 4, seq);
-  csumReplace4(u8, th + 16, 0, seq);
-  const ack = pg.rcvNxt[f] as number;
-  putBe32(u8, th + 8, ack);
-  csumReplace4(u8, th + 16, 0, ack);
+  patchSeqAck(u8, th, seq, pg.rcvNxt[f] as number);
   const n = (pg.segs[f] = (pg.segs[f] as number) + 1);
   if (n % PSH_EVERY === 0) {
     const old = be16(u8, th + 12);
     u8[th + 13] = TCP_FLAG_ACK | TCP_FLAG_PSH;
     csumReplace2(u8, th + 16, old, be16(u8, th + 12));
   }
-  pg.sndNxt[f] = (seq + L.payloadLen) >>> 0;
+  pg.sndNxt[f] = (seq + L.payloadLen) | 0;
   pg.stats[PG_TX_PAYLOAD] += L.payloadLen;
-  return finishSend(pg, cpu, skb, t, f);
+  return finishSend(pg, cpu, skb, t);
 }
 
 function sendSeqAck(pg: Pktgen, cpu: SkbCpu, t: ArenaTemplate, f: number, seq: number, ack: number): boolean {
-  const skb = hostFrameSkb(cpu, pg.pool, t);
-  if (skb === 0) {
-    pg.stats[PG_ALLOC_FAIL]++;
-    return false;
-  }
-  const u8 = cpu.u8;
-  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
-  const L = t.layout;
-  const th = data + L.l4Off;
-  patchIpId(u8, data + L.ipOff, pg.ipId[f]++ as number);
-  // The template's seq and ack are 0: patch both with their checksum deltas.
-  putBe32(u8, th + 4, seq);
-  csumReplace4(u8, th + 16, 0, seq);
-  putBe32(u8, th + 8, ack);
-  csumReplace4(u8, th + 16, 0, ack);
-  return finishSend(pg, cpu, skb, t, f);
+  const skb = pgFrame(pg, cpu, t, f);
+  if (skb === 0) return false;
+  patchSeqAck(cpu.u8, (cpu.u32[(skb + SKB_DATA) >>> 2] as number) + t.layout.l4Off, seq, ack);
+  return finishSend(pg, cpu, skb, t);
 }
 
 /** NAPI poll of the generator: send up to `budget` frames. */
@@ -280,7 +267,7 @@ export function pktgenPoll(pg: Pktgen, cpu: SkbCpu, napi: NapiStruct, budget: nu
     for (let f = 0; f < t.flows && done < budget && room > 0; f++) {
       if (pg.state[f] !== T_CLOSED) continue;
       if (!sendOne(pg, cpu, pg.syn[f] as ArenaTemplate, f)) break;
-      pg.sndNxt[f] = (pktgenIsn(f) + 1) >>> 0;
+      pg.sndNxt[f] = (pktgenIsn(f) + 1) | 0;
       pg.state[f] = T_SYN_SENT;
       pg.stats[PG_SYN_SENT]++;
       done++;
@@ -336,12 +323,12 @@ export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
     return;
   }
   const t = pg.t;
-  const daddr = be32(u8, ip + 16);
+  const daddr = be32s(u8, ip + 16);
   const l4 = ip + 20;
   const dport = be16(u8, l4 + 2);
-  const host = (daddr - t.insideBase) >>> 0;
+  const host = (daddr - t.insideBase) >>> 0; // unsigned distance from the first inside host
   const f = (dport - t.sportBase) * t.insideHosts + host;
-  if (host >= t.insideHosts || dport < t.sportBase || f >= t.flows || be32(u8, ip + 12) !== t.server) {
+  if (host >= t.insideHosts || dport < t.sportBase || f >= t.flows || be32s(u8, ip + 12) !== (t.server | 0)) {
     pg.stats[PG_RX_BAD_ADDR]++;
     napiConsumeSkb(cpu, skb, 1);
     return;
@@ -351,8 +338,8 @@ export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
   } else {
     const flags = u8[l4 + 13] as number;
     if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) === (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
-      if (pg.state[f] === T_SYN_SENT && be32(u8, l4 + 8) === pg.sndNxt[f]) {
-        pg.rcvNxt[f] = (be32(u8, l4 + 4) + 1) >>> 0;
+      if (pg.state[f] === T_SYN_SENT && be32s(u8, l4 + 8) === pg.sndNxt[f]) {
+        pg.rcvNxt[f] = (be32s(u8, l4 + 4) + 1) | 0;
         pg.state[f] = T_ESTABLISHED;
         pg.established++;
         pg.stats[PG_ESTABLISHED]++;
@@ -363,7 +350,7 @@ export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
       }
     } else if ((flags & TCP_FLAG_ACK) !== 0) {
       // An ACK must not acknowledge data we never sent.
-      if (((be32(u8, l4 + 8) - (pg.sndNxt[f] as number)) | 0) > 0) pg.stats[PG_RX_BAD_OTHER]++;
+      if (((be32s(u8, l4 + 8) - (pg.sndNxt[f] as number)) | 0) > 0) pg.stats[PG_RX_BAD_OTHER]++;
     }
   }
   napiConsumeSkb(cpu, skb, 1);

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { be16, be32, putBe16, putBe32 } from "../skb/access.js";
+import { be16, be32, be32s, putBe16, putBe32 } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { napiConsumeSkb } from "../skb/free.js";
 import { SKB_DATA, SKB_LEN } from "../skb/layout.js";
@@ -23,7 +23,7 @@ import { vethTxRoom } from "./veth.js";
 
 /** Server initial sequence number for connection slot c. */
 export function sinkIsn(c: number): number {
-  return (0x5000_0000 + c * 0x0010_0000) >>> 0;
+  return (0x5000_0000 + c * 0x0010_0000) | 0;
 }
 
 /** Counter indices of {@link Sink.stats}. */
@@ -75,11 +75,12 @@ export class Sink {
   readonly connByPort = new Int32Array(65536);
   /** UDP: translated port by flow (0 = not seen), expected stamp sequence. */
   readonly natPort: Uint16Array;
-  readonly expect: Uint32Array;
+  /** Sequence state as signed int32 (no heap numbers past 2^31). */
+  readonly expect: Int32Array;
   /** Per connection (TCP) / flow (UDP) reply templates and counters. */
   readonly replyTmpl: (ArenaTemplate | undefined)[];
   readonly synAck: (ArenaTemplate | undefined)[];
-  readonly rcvNxt: Uint32Array;
+  readonly rcvNxt: Int32Array;
   readonly unacked: Uint32Array;
   readonly rxPerFlow: Uint32Array;
   readonly connPort: Uint16Array;
@@ -95,10 +96,10 @@ export class Sink {
     this.routerMac = o.routerMac;
     this.fullValidation = o.fullValidation ?? true;
     this.natPort = new Uint16Array(t.flows);
-    this.expect = new Uint32Array(t.flows);
+    this.expect = new Int32Array(t.flows);
     this.replyTmpl = new Array<ArenaTemplate | undefined>(t.flows).fill(undefined);
     this.synAck = new Array<ArenaTemplate | undefined>(t.flows).fill(undefined);
-    this.rcvNxt = new Uint32Array(t.flows);
+    this.rcvNxt = new Int32Array(t.flows);
     this.unacked = new Uint32Array(t.flows);
     this.rxPerFlow = new Uint32Array(t.flows);
     this.connPort = new Uint16Array(t.flows);
@@ -178,7 +179,7 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
   const t = sk.t;
   const l4 = ip + 20;
   const sport = be16(u8, l4);
-  if (be32(u8, ip + 12) !== sk.natAddr || be32(u8, ip + 16) !== t.server || be16(u8, l4 + 2) !== t.serverPort) {
+  if (be32s(u8, ip + 12) !== (sk.natAddr | 0) || be32s(u8, ip + 16) !== (t.server | 0) || be16(u8, l4 + 2) !== t.serverPort) {
     sk.stats[SK_BAD_ADDR]++;
     napiConsumeSkb(cpu, skb, 1);
     return;
@@ -203,9 +204,9 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
     } else if (sk.natPort[f] !== sport) {
       sk.stats[SK_BAD_ADDR]++;
     }
-    const seq = be32(u8, pay + 8);
+    const seq = be32s(u8, pay + 8);
     if (seq !== sk.expect[f]) sk.stats[SK_BAD_SEQ]++;
-    sk.expect[f] = (seq + 1) >>> 0;
+    sk.expect[f] = (seq + 1) | 0;
     sk.stats[SK_RX_PAYLOAD] += ipLen - 28;
     const n = (sk.rxPerFlow[f] = (sk.rxPerFlow[f] as number) + 1);
     napiConsumeSkb(cpu, skb, 1);
@@ -215,7 +216,7 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
   // TCP
   const flags = u8[l4 + 13] as number;
   const doff = ((u8[l4 + 12] as number) >>> 4) * 4;
-  const seq = be32(u8, l4 + 4);
+  const seq = be32s(u8, l4 + 4);
   const payload = ipLen - 20 - doff;
   let c = (sk.connByPort[sport] as number) - 1;
   if ((flags & TCP_FLAG_SYN) !== 0) {
@@ -232,7 +233,7 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
       sk.replyTmpl[c] = newTemplate(sk, cpu, sport, TCP_FLAG_ACK, c);
       sk.stats[SK_CONNS]++;
     }
-    sk.rcvNxt[c] = (seq + 1) >>> 0;
+    sk.rcvNxt[c] = (seq + 1) | 0;
     napiConsumeSkb(cpu, skb, 1);
     reply(sk, cpu, sk.synAck[c] as ArenaTemplate, id, sinkIsn(c), sk.rcvNxt[c] as number, true);
     return;
@@ -244,13 +245,13 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
   }
   if (payload > 0) {
     if (seq !== sk.rcvNxt[c]) sk.stats[SK_BAD_SEQ]++;
-    sk.rcvNxt[c] = (seq + payload) >>> 0;
+    sk.rcvNxt[c] = (seq + payload) | 0;
     sk.stats[SK_RX_PAYLOAD] += payload;
     const un = (sk.unacked[c] = (sk.unacked[c] as number) + 1);
     napiConsumeSkb(cpu, skb, 1);
     if (un >= 2 || (flags & TCP_FLAG_PSH) !== 0) {
       sk.unacked[c] = 0;
-      reply(sk, cpu, sk.replyTmpl[c] as ArenaTemplate, id, (sinkIsn(c) + 1) >>> 0, sk.rcvNxt[c] as number, true);
+      reply(sk, cpu, sk.replyTmpl[c] as ArenaTemplate, id, (sinkIsn(c) + 1) | 0, sk.rcvNxt[c] as number, true);
     }
     return;
   }

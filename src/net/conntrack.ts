@@ -40,7 +40,7 @@
  * by conntrackCreate / conntrackAttach) when an skb holding `_nfct` is freed
  * or cloned.
  *
- * Life of an entry (the kernel's, simplified):
+ * Life of an entry (the kernel's, in outline):
  *
  * ```
  *  nfConntrackIn: no match ─► alloc (early_drop if full) ─► unconfirmed, use = 1 (the skb)

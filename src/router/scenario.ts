@@ -83,7 +83,7 @@ export function scenarioCreate(o: ScenarioOptions): Scenario {
   const ns = new NetNamespace();
   const sd = new Softnet(cpu, ns);
   const mtu = o.mtu ?? 1500;
-  // Placeholders until the objects exist; the receive hooks are bound once.
+  // Filled in once the objects exist; the receive hooks are bound once and read it.
   const box: { pg: Pktgen | null; sk: Sink | null; r: Router | null; pin: RouterPort | null; pout: RouterPort | null } = {
     pg: null,
     sk: null,
