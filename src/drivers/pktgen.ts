@@ -323,6 +323,12 @@ export function pktgenRecv(pg: Pktgen, cpu: SkbCpu, skb: number): void {
     return;
   }
   const t = pg.t;
+  if ((u8[ip + 9] as number) !== t.protoNum) {
+    // Not the protocol these hosts speak: no flow state for it.
+    pg.stats[PG_RX_BAD_OTHER]++;
+    napiConsumeSkb(cpu, skb, 1);
+    return;
+  }
   const daddr = be32s(u8, ip + 16);
   const l4 = ip + 20;
   const dport = be16(u8, l4 + 2);

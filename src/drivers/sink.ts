@@ -185,6 +185,12 @@ export function sinkRecv(sk: Sink, cpu: SkbCpu, skb: number): void {
     return;
   }
   const id = be16(u8, ip + 4);
+  if ((u8[ip + 9] as number) !== t.protoNum) {
+    // Not this server's protocol (e.g. UDP at a TCP server): no state for it.
+    sk.stats[SK_BAD_OTHER]++;
+    napiConsumeSkb(cpu, skb, 1);
+    return;
+  }
   if (t.protoNum === IPPROTO_UDP) {
     const pay = l4 + 8;
     if (ipLen < 40 || be32(u8, pay) !== STAMP_MAGIC) {

@@ -7,22 +7,24 @@
  * (N fragments -> 1 datagram) and fragmentation (1 datagram -> N fragments).
  */
 
-import { groFlush } from "../../src/core/gro.js";
+import { GRO_STAT_MERGED, groFlush } from "../../src/core/gro.js";
 import { devQueueXmit, type NetDevice, RX_DROPPED, RX_MERGED, TX_DROPPED } from "../../src/core/netdev.js";
 import { netRxAction } from "../../src/core/napi.js";
 import { HOST_BUF_SIZE } from "../../src/drivers/host-common.js";
-import { PG_TX } from "../../src/drivers/pktgen.js";
-import { SK_TX } from "../../src/drivers/sink.js";
-import { type VethPriv, vethTxRoom } from "../../src/drivers/veth.js";
+import { PG_RX, PG_TX } from "../../src/drivers/pktgen.js";
+import { SK_RX, SK_TX } from "../../src/drivers/sink.js";
+import { type VethPriv, vethStats, vethTxRoom } from "../../src/drivers/veth.js";
+import { allocPage } from "../../src/mm/page-alloc.js";
 import { pagePoolAllocPage, pagePoolPutPage } from "../../src/mm/page-pool.js";
 import { skbByteAt } from "../../src/net/icmp.js";
 import { IPSTATS_MIB_FRAGCREATES, IPSTATS_MIB_FRAGOKS } from "../../src/net/ipv4.js";
+import { RT_FRAG_EXTRA, RT_GSO_EXTRA, RT_ICMP_SENT } from "../../src/router/router.js";
 import { type Scenario, scenarioAccounting } from "../../src/router/scenario.js";
 import { allocSkb, napiBuildSkb } from "../../src/skb/alloc.js";
 import type { SkbCpu } from "../../src/skb/cpu.js";
-import { __skbPut, skbPut, skbReserve } from "../../src/skb/data.js";
+import { __skbPut, skbAddRxFrag, skbPut, skbReserve } from "../../src/skb/data.js";
 import { DROP_REASON_NAMES } from "../../src/skb/drop-reason.js";
-import { NET_SKB_PAD, SKB_DATA, SKB_DATA_LEN, SKB_FLAGS, SKB_LEN, SKBF_PP_RECYCLE } from "../../src/skb/layout.js";
+import { CHECKSUM_PARTIAL, MAX_SKB_FRAGS, NET_SKB_PAD, SKB_DATA, SKB_DATA_LEN, SKB_FLAGS, SKB_IP_SUMMED, SKB_LEN, SKBF_PP_RECYCLE } from "../../src/skb/layout.js";
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_8021Q = 0x8100;
@@ -84,6 +86,22 @@ function pseudo(saddr: number, daddr: number, proto: number, len: number): numbe
 /** TCP/UDP checksum over a segment whose checksum field is included as is (0 when the whole is valid). */
 export function l4Verify(saddr: number, daddr: number, proto: number, seg: Uint8Array): number {
   return ~onesSum(seg, 0, seg.length, pseudo(saddr, daddr, proto, seg.length)) & 0xffff;
+}
+
+/**
+ * The L4 (TCP/UDP) checksum of IPv4 packet `ipb` (20-byte header) is right:
+ * complete and valid, or — for a CHECKSUM_PARTIAL skb, whose checksum the
+ * receiving side of an offloading device completes — the field holds the
+ * folded pseudo-header sum (`~csum_tcpudp_magic(.., 0)`).
+ */
+export function l4ChecksumOk(ipb: Uint8Array, partial: boolean): boolean {
+  const proto = ipb[9] as number;
+  const seg = ipb.subarray(20);
+  const saddr = rd32(ipb, 12);
+  const daddr = rd32(ipb, 16);
+  if (!partial) return l4Verify(saddr, daddr, proto, seg) === 0;
+  const at = proto === PROTO_TCP ? 16 : 6;
+  return rd16(seg, at) === onesSum(new Uint8Array(0), 0, 0, pseudo(saddr, daddr, proto, seg.length));
 }
 
 // ---- packet building --------------------------------------------------------------------
@@ -247,6 +265,8 @@ export interface TappedFrame {
   bytes: Uint8Array;
   /** The skb was non-linear when the host got it (frags / frag_list). */
   nonLinear: boolean;
+  /** The L4 checksum was left to the device (CHECKSUM_PARTIAL: the field holds the pseudo-header sum). */
+  partial: boolean;
 }
 
 /**
@@ -258,7 +278,11 @@ export function tap(dev: NetDevice): TappedFrame[] {
   const orig = p.recv;
   const frames: TappedFrame[] = [];
   p.recv = (cpu, napi, skb) => {
-    frames.push({ bytes: skbBytes(cpu, skb), nonLinear: (cpu.u32[(skb + SKB_DATA_LEN) >>> 2] as number) !== 0 });
+    frames.push({
+      bytes: skbBytes(cpu, skb),
+      nonLinear: (cpu.u32[(skb + SKB_DATA_LEN) >>> 2] as number) !== 0,
+      partial: (cpu.u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL,
+    });
     orig(cpu, napi, skb);
   };
   return frames;
@@ -274,8 +298,13 @@ export function pollIdle(s: Scenario): void {
   for (let i = 0; i < 1_000_000 && s.sd.count > 0; i++) netRxAction(s.sd);
 }
 
-/** How the injected skb is built: a page-pool page (crosses the veth as a frame) or a kmalloc head (crosses as an skb). */
-export type InjectKind = "page" | "kmalloc";
+/**
+ * How the injected skb is built: a page-pool page (crosses the veth as a
+ * frame), a kmalloc head (crosses as an skb), or a kmalloc head holding the
+ * first `headLen` bytes with the rest in page frags (a non-linear skb, as a
+ * header-split NIC builds; crosses as an skb).
+ */
+export type InjectKind = "page" | "kmalloc" | "frags";
 
 /**
  * Transmit `bytes` (a whole Ethernet frame) on veth end `dev` (gen0: an
@@ -283,7 +312,7 @@ export type InjectKind = "page" | "kmalloc";
  * count it as sent by that host so scenarioAccounting covers it. Polls
  * first when the peer's ring is full.
  */
-export function inject(s: Scenario, dev: NetDevice, bytes: Uint8Array, kind: InjectKind = "page"): void {
+export function inject(s: Scenario, dev: NetDevice, bytes: Uint8Array, kind: InjectKind = "page", headLen = 64): void {
   const cpu = s.cpu;
   if (vethTxRoom(dev) <= 0) pollIdle(s);
   let skb = 0;
@@ -300,6 +329,22 @@ export function inject(s: Scenario, dev: NetDevice, bytes: Uint8Array, kind: Inj
     cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
     skbReserve(cpu, skb, NET_SKB_PAD);
     __skbPut(cpu, skb, bytes.length);
+  } else if (kind === "frags") {
+    const head = Math.min(headLen, bytes.length);
+    skb = allocSkb(cpu, head + NET_SKB_PAD);
+    if (skb === 0) throw new Error("inject: allocSkb failed");
+    skbReserve(cpu, skb, NET_SKB_PAD);
+    cpu.u8.set(bytes.subarray(0, head), skbPut(cpu, skb, head));
+    let i = 0;
+    for (let off = head; off < bytes.length; i++) {
+      // Frags of uneven sizes, the last one taking whatever is left.
+      const n = i === MAX_SKB_FRAGS - 1 ? bytes.length - off : Math.min(bytes.length - off, 100 + ((i * 337) % 900));
+      const page = allocPage(cpu.mem.pages);
+      if (page === 0) throw new Error("inject: no page");
+      cpu.u8.set(bytes.subarray(off, off + n), page + 128);
+      skbAddRxFrag(cpu, skb, i, page, 128, n, 4096);
+      off += n;
+    }
   } else {
     skb = allocSkb(cpu, bytes.length + NET_SKB_PAD);
     if (skb === 0) throw new Error("inject: allocSkb failed");
@@ -336,25 +381,32 @@ export function devDrops(dev: NetDevice): Record<string, number> {
 
 export interface Balance {
   ok: boolean;
-  /** sent + generated + extra fragments created by the router. */
+  /** sent + generated (ICMP errors, GSO and fragmentation extras). */
   lhs: number;
-  /** received + dropped + queued + fragments merged by reassembly. */
+  /** received + dropped + queued + merged (GRO merges, fragments held for reassembly). */
   rhs: number;
   merged: number;
   fragExtra: number;
+  gsoExtra: number;
   /** Sum of per-reason drop counters equals the RX/TX dropped counters on every device. */
   reasonsOk: boolean;
+  /** The router's fragment counter agrees with IPSTATS (FragCreates − FragOKs). */
+  fragCountersOk: boolean;
   detail: string;
 }
 
 /**
- * Packet conservation including the two N:M steps of the router:
- * reassembly (every fragment held is counted RX_MERGED on its device; the
- * datagram that completes continues as one packet) and output
- * fragmentation (FragCreates − FragOKs extra packets).
+ * Packet conservation computed from the raw counters (an independent
+ * cross-check of scenarioAccounting): every packet a host sent, plus every
+ * packet the router made (ICMP errors; the n − 1 extra packets of each GSO
+ * aggregate cut in n and each datagram fragmented in n, the latter taken
+ * from IPSTATS FragCreates − FragOKs), is received by a host, dropped (by
+ * reason) on some device, still queued on a ring, or merged into another
+ * packet (GRO merges; fragments held for reassembly, RX_MERGED).
  */
 export function balance(s: Scenario): Balance {
-  const a = scenarioAccounting(s);
+  const sent = (s.pktgen.stats[PG_TX] as number) + (s.sink.stats[SK_TX] as number);
+  const received = (s.pktgen.stats[PG_RX] as number) + (s.sink.stats[SK_RX] as number);
   let merged = 0;
   let dropped = 0;
   let reasonsOk = true;
@@ -366,17 +418,29 @@ export function balance(s: Scenario): Balance {
     for (let r = 0; r < d.drops.length; r++) byReason += d.drops[r] as number;
     if (byReason !== n) reasonsOk = false;
   }
+  for (const g of [s.groIn, s.groOut]) if (g !== null) merged += g.stats[GRO_STAT_MERGED] as number;
+  let queued = 0;
+  for (const d of [s.gen0, s.in0, s.out0, s.srv0]) queued += vethStats(d).queued;
   const st = s.router.ipStats;
   const fragExtra = (st[IPSTATS_MIB_FRAGCREATES] as number) - (st[IPSTATS_MIB_FRAGOKS] as number);
-  const lhs = a.sent + a.generated + fragExtra;
-  const rhs = a.received + dropped + a.queued + merged;
+  const gsoExtra = s.router.stats[RT_GSO_EXTRA] as number;
+  const icmp = s.router.stats[RT_ICMP_SENT] as number;
+  const fragCountersOk = (s.router.stats[RT_FRAG_EXTRA] as number) === fragExtra;
+  const lhs = sent + icmp + gsoExtra + fragExtra;
+  const rhs = received + dropped + queued + merged;
+  const a = scenarioAccounting(s);
   return {
-    ok: lhs === rhs && a.vethOk && reasonsOk,
+    ok: lhs === rhs && a.vethOk && reasonsOk && fragCountersOk,
     lhs,
     rhs,
     merged,
     fragExtra,
+    gsoExtra,
     reasonsOk,
-    detail: `sent ${a.sent} + generated ${a.generated} + fragExtra ${fragExtra} vs received ${a.received} + dropped ${dropped} + queued ${a.queued} + merged ${merged}; vethOk ${a.vethOk} ${a.problems.join("; ")}`,
+    fragCountersOk,
+    detail:
+      `sent ${sent} + icmp ${icmp} + gsoExtra ${gsoExtra} + fragExtra ${fragExtra} = ${lhs} vs ` +
+      `received ${received} + dropped ${dropped} + queued ${queued} + merged ${merged} = ${rhs}; ` +
+      `reasonsOk ${reasonsOk} fragCountersOk ${fragCountersOk} vethOk ${a.vethOk} ${a.problems.join("; ")}`,
   };
 }
