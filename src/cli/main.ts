@@ -6,6 +6,7 @@
  * skb bench alloc [--ops N] [--rounds N] [--profile 5.12|6.19] [--cases a,b] [--json]
  * skb slabinfo [--arena-size SIZE] [--profile P] [--napi-cache on|off] [--packets N] [--json]
  * skb info [--json]
+ * skb pcap info FILE [--json] | skb pcap replay IN --out OUT [...]   (src/cli/pcap.ts)
  * skb help | --help | --version
  * ```
  *
@@ -19,6 +20,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ALLOC_CASES, type AllocCase, formatAllocBench, runAllocBench } from "../bench/alloc.js";
 import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } from "../bench/router.js";
+import { formatWorkersBench, runWorkersBench } from "../bench/workers.js";
 import { fmtBytes } from "../mm/arena.js";
 import { KMALLOC_SIZES } from "../mm/kmalloc.js";
 import { kmemCacheInfo, type SlabInfo } from "../mm/slab.js";
@@ -42,6 +44,7 @@ import {
 import { createSkbMemory, DEFAULT_ARENA_SIZE } from "../skb/memory.js";
 import { napiCacheSetEnabled, napiSkbCacheDrain } from "../skb/napi-cache.js";
 import { PROFILE_5_12, PROFILE_6_19 } from "../skb/profile.js";
+import { runPcapCli } from "./pcap.js";
 
 /** A usage error: printed with the help hint, exit code 2. */
 export class UsageError extends Error {
@@ -59,6 +62,9 @@ Usage:
   skb slabinfo [options]         carve an arena, push packets through the NAPI
                                  cache, print /proc/slabinfo-style statistics
   skb info [--json]              layouts, constants and kernel profiles
+  skb pcap info FILE [--json]    summarise a pcap / pcapng capture
+  skb pcap replay IN --out OUT   push a capture through the VLAN NAT router and
+                                 record what leaves each side (skb pcap --help)
   skb help [command]             this text
 
 Common options:
@@ -75,6 +81,9 @@ bench router options:
                                  tcp1518, tcpimix (default all)
   --no-baseline                  skip the idiomatic-Node baseline
   --svg FILE                     also write a bar chart of off / on / baseline
+  --workers N[,M...]             run the router on N worker threads (CPUs) over one
+                                 shared arena instead, e.g. --workers 1,2; with
+                                 --cases taking one case (default udp64)
 
 bench alloc options:
   --ops N                        alloc+free pairs per case per round (default 2000000)
@@ -145,12 +154,15 @@ const OPTIONS = {
   duration: { type: "string" },
   svg: { type: "string" },
   "no-baseline": { type: "boolean" },
+  workers: { type: "string" },
 } as const;
 
 /** Run the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function runCli(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
   const err = (s: string) => process.stderr.write(`${s}\n`);
   try {
+    // `skb pcap ...` has its own options (src/cli/pcap.ts).
+    if (argv[0] === "pcap") return await runPcapCli(argv.slice(1), out, err);
     let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
     try {
       parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -197,7 +209,7 @@ type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extend
 
 async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const sub = pos[0] ?? "router";
-  if (sub === "router") return cmdBenchRouter(pos.slice(1), v, out, err);
+  if (sub === "router") return await cmdBenchRouter(pos.slice(1), v, out, err);
   if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc)`);
   if (pos.length > 1) throw new UsageError(`bench alloc: unexpected argument '${pos[1]}'`);
   if (v.duration !== undefined || v.svg !== undefined) throw new UsageError("bench alloc: --duration and --svg belong to the router benchmark");
@@ -237,8 +249,9 @@ const ROUTER_CASE_NAMES: Record<string, RouterCase> = {
   tcpimix: { proto: "tcp", size: "imix" },
 };
 
-function cmdBenchRouter(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): number {
+async function cmdBenchRouter(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   if (pos.length > 0) throw new UsageError(`bench: unexpected argument '${pos[0]}'`);
+  if (v.workers !== undefined) return cmdBenchWorkers(v, out, err);
   if (v.ops !== undefined) throw new UsageError("bench router: --ops belongs to bench alloc; use --duration");
   let cases: RouterCase[] | undefined;
   if (v.cases !== undefined) {
@@ -274,6 +287,43 @@ function cmdBenchRouter(pos: string[], v: Values, out: (s: string) => void, err:
     if (v.json !== true) err(`chart written to ${v.svg}`);
   }
   out(v.json === true ? JSON.stringify(res, null, 2) : formatRouterBench(res));
+  return res.accounting.ok ? 0 : 1;
+}
+
+async function cmdBenchWorkers(v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const list = (v.workers as string).split(",").map((x) => {
+    if (!/^\d+$/.test(x) || Number(x) < 1 || Number(x) > 64) throw new UsageError(`--workers: '${x}' is not a worker count in 1..64`);
+    return Number(x);
+  });
+  if (v.svg !== undefined || v["no-baseline"] === true) throw new UsageError("--workers: --svg and --no-baseline belong to the single-CPU router benchmark");
+  let c: RouterCase = { proto: "udp", size: 64 };
+  if (v.cases !== undefined) {
+    const k = ROUTER_CASE_NAMES[v.cases];
+    if (k === undefined) throw new UsageError(`--workers takes one case: --cases ${Object.keys(ROUTER_CASE_NAMES).join("|")}`);
+    c = k;
+  }
+  let duration = 0.5;
+  if (v.duration !== undefined) {
+    duration = Number(v.duration);
+    if (!/^\d+(\.\d+)?$/.test(v.duration) || !(duration > 0) || duration > 600) {
+      throw new UsageError(`--duration: '${v.duration}' is not a number of seconds in (0, 600]`);
+    }
+  }
+  const rounds = parseIntFlag(v.rounds, "--rounds", 5, 1);
+  const tty = process.stderr.isTTY === true && v.json !== true;
+  const res = await runWorkersBench({
+    workers: list,
+    proto: c.proto,
+    size: c.size,
+    duration,
+    rounds,
+    profile: parseProfile(v.profile),
+    onProgress: (label, r, n) => {
+      if (tty) process.stderr.write(`\r${label}: round ${r}/${n}   `);
+    },
+  });
+  if (tty) err("");
+  out(v.json === true ? JSON.stringify(res, null, 2) : formatWorkersBench(res));
   return res.accounting.ok ? 0 : 1;
 }
 

@@ -79,6 +79,8 @@ export interface PktgenOptions {
   routerMac: Uint8Array;
   /** Verify every reply's checksums (true), or every 64th (false: benchmarks). */
   fullValidation?: boolean;
+  /** The flows this generator owns (default: all); e.g. the flows RSS gives its worker. */
+  flows?: readonly number[];
 }
 
 /** The generator of one CPU. */
@@ -105,6 +107,9 @@ export class Pktgen {
   /** Packets left to send (Infinity: until told to stop). */
   remaining = 0;
   nextFlow = 0;
+  /** Flows this generator sends, and how many. */
+  readonly active: Int32Array;
+  readonly nActive: number;
   sizeCursor = 0;
   established = 0;
   /** Flows waiting to send their handshake ACK. */
@@ -129,6 +134,12 @@ export class Pktgen {
     this.rcvNxt = new Int32Array(t.flows);
     this.segs = new Uint32Array(t.flows);
     this.ackPending = new Uint32Array(t.flows + 1);
+    const own = o.flows ?? Array.from({ length: t.flows }, (_, i) => i);
+    for (const f of own) {
+      if (!Number.isInteger(f) || f < 0 || f >= t.flows) throw new RangeError(`pktgen: flow ${f} not in 0..${t.flows - 1}`);
+    }
+    this.active = Int32Array.from(own);
+    this.nActive = own.length;
     this.tmpl = [];
     this.syn = [];
     this.pureAck = [];
@@ -264,7 +275,8 @@ export function pktgenPoll(pg: Pktgen, cpu: SkbCpu, napi: NapiStruct, budget: nu
   }
   if (t.proto === "tcp") {
     // Open every flow before data.
-    for (let f = 0; f < t.flows && done < budget && room > 0; f++) {
+    for (let i = 0; i < pg.nActive && done < budget && room > 0; i++) {
+      const f = pg.active[i] as number;
       if (pg.state[f] !== T_CLOSED) continue;
       if (!sendOne(pg, cpu, pg.syn[f] as ArenaTemplate, f)) break;
       pg.sndNxt[f] = (pktgenIsn(f) + 1) | 0;
@@ -274,10 +286,11 @@ export function pktgenPoll(pg: Pktgen, cpu: SkbCpu, napi: NapiStruct, budget: nu
       room--;
     }
   }
-  const flows = t.flows;
-  while (done < budget && room > 0 && pg.remaining > 0) {
-    const f = pg.nextFlow;
-    pg.nextFlow = f + 1 === flows ? 0 : f + 1;
+  const n = pg.nActive;
+  while (done < budget && room > 0 && pg.remaining > 0 && n > 0) {
+    const k = pg.nextFlow;
+    pg.nextFlow = k + 1 === n ? 0 : k + 1;
+    const f = pg.active[k] as number;
     const z = pg.sizeCursor;
     pg.sizeCursor = z + 1 === pg.nSizes ? 0 : z + 1;
     let ok: boolean;
