@@ -131,6 +131,22 @@ describe("skb CLI", () => {
     assert.match(chart, /NAPI cache on/);
   });
 
+  it("bench --workers runs the router on worker threads; --json has the documented shape", () => {
+    const r = skb(["bench", "--workers", "1,2", "--duration", "0.05", "--rounds", "1", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.bench, "workers");
+    assert.deepEqual(
+      j.results.map((x: { workers: number; cache: string }) => `${x.workers}/${x.cache}`),
+      ["1/off", "1/on", "2/off", "2/on"],
+    );
+    for (const row of j.results) {
+      assert.ok(row.mpps > 0);
+      assert.equal(row.perWorkerMpps.length, row.workers);
+    }
+    assert.equal(j.accounting.ok, true);
+  });
+
   it("bad flags and commands exit 2 with a clear message", () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command 'frobnicate'/],
@@ -148,6 +164,8 @@ describe("skb CLI", () => {
       [["slabinfo", "--arena-size", "2G"], /out of range/],
       [["slabinfo", "--arena-size", "64K"], /does not fit/],
       [["info", "--no-such-flag"], /Unknown option '--no-such-flag'/],
+      [["bench", "--workers", "0"], /--workers: '0' is not a worker count/],
+      [["bench", "--workers", "2", "--cases", "udp64,tcp64"], /--workers takes one case/],
     ];
     for (const [args, re] of cases) {
       const r = skb(args);
