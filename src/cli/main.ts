@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { ALLOC_CASES, type AllocCase, formatAllocBench, runAllocBench } from "../bench/alloc.js";
 import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } from "../bench/router.js";
 import { formatWorkersBench, runWorkersBench } from "../bench/workers.js";
+import { formatCpumapBench, runCpumapBench } from "../smp/cpumap-bench.js";
 import { fmtBytes } from "../mm/arena.js";
 import { KMALLOC_SIZES } from "../mm/kmalloc.js";
 import { kmemCacheInfo, type SlabInfo } from "../mm/slab.js";
@@ -57,6 +58,8 @@ Usage:
   skb bench [router] [options]   the seed's A/B: TCP and UDP through the in-process
                                  VLAN NAT router, NAPI head cache off vs on, plus
                                  an idiomatic-Node baseline (the default)
+  skb bench cpumap [--packets N] redirect frames between two worker CPUs; heads built
+                                 in bulk (8 per napiSkbCacheGetBulk) vs one by one
   skb bench alloc [options]      measure packet-head allocation: slab, slab bulk,
                                  the per-CPU NAPI head cache, JS objects, Buffers
   skb slabinfo [options]         carve an arena, push packets through the NAPI
@@ -210,7 +213,8 @@ type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extend
 async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const sub = pos[0] ?? "router";
   if (sub === "router") return await cmdBenchRouter(pos.slice(1), v, out, err);
-  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc)`);
+  if (sub === "cpumap") return await cmdBenchCpumap(pos.slice(1), v, out, err);
+  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc, cpumap)`);
   if (pos.length > 1) throw new UsageError(`bench alloc: unexpected argument '${pos[1]}'`);
   if (v.duration !== undefined || v.svg !== undefined) throw new UsageError("bench alloc: --duration and --svg belong to the router benchmark");
   let cases: AllocCase[] | undefined;
@@ -287,6 +291,23 @@ async function cmdBenchRouter(pos: string[], v: Values, out: (s: string) => void
     if (v.json !== true) err(`chart written to ${v.svg}`);
   }
   out(v.json === true ? JSON.stringify(res, null, 2) : formatRouterBench(res));
+  return res.accounting.ok ? 0 : 1;
+}
+
+async function cmdBenchCpumap(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  if (pos.length > 0) throw new UsageError(`bench cpumap: unexpected argument '${pos[0]}'`);
+  const packets = parseIntFlag(v.packets, "--packets", 1_000_000, 64);
+  const rounds = parseIntFlag(v.rounds, "--rounds", 5, 1);
+  const tty = process.stderr.isTTY === true && v.json !== true;
+  const res = await runCpumapBench({
+    packets,
+    rounds,
+    onProgress: (r, n) => {
+      if (tty) process.stderr.write(`\rround ${r}/${n}`);
+    },
+  });
+  if (tty) err("");
+  out(v.json === true ? JSON.stringify(res, null, 2) : formatCpumapBench(res));
   return res.accounting.ok ? 0 : 1;
 }
 

@@ -147,10 +147,20 @@ describe("skb CLI", () => {
     assert.equal(j.accounting.ok, true);
   });
 
+  it("bench cpumap redirects frames between two worker CPUs", () => {
+    const r = skb(["bench", "cpumap", "--packets", "5000", "--rounds", "1", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.equal(j.bench, "cpumap");
+    assert.deepEqual(j.results.map((x: { bulkHeads: string }) => x.bulkHeads), ["off", "on"]);
+    assert.equal(j.accounting.ok, true);
+  });
+
   it("bad flags and commands exit 2 with a clear message", () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command 'frobnicate'/],
       [["bench", "nat"], /unknown benchmark 'nat'/],
+      [["bench", "cpumap", "--packets", "10"], /--packets: must be at least 64/],
       [["bench", "--duration", "fast"], /--duration: 'fast' is not a number of seconds/],
       [["bench", "--cases", "udp65"], /unknown case 'udp65'/],
       [["bench", "alloc", "--svg", "x.svg"], /--duration and --svg belong to the router benchmark/],
