@@ -50,6 +50,8 @@ export interface Cluster {
   flowsPerWorker: number[];
   pending: Map<number, (m: WorkerReply) => void>;
   errors: string[];
+  /** Resolves when every worker has exited (listened for from the start). */
+  exited: Promise<unknown>;
 }
 
 /** One aggregated measurement. */
@@ -104,7 +106,15 @@ export async function clusterStart(o: ClusterOptions): Promise<Cluster> {
     (flows[q] as number[]).push(f);
   }
   const span = Math.floor((65535 - 1024 + 1) / n);
-  const c: Cluster = { mem, workers: [], flowsPerWorker: flows.map((f) => f.length), pending: new Map(), errors: [] };
+  const c: Cluster = {
+    mem,
+    workers: [],
+    flowsPerWorker: flows.map((f) => f.length),
+    pending: new Map(),
+    errors: [],
+    exited: Promise.resolve(),
+  };
+  const exits: Promise<unknown>[] = [];
   for (let w = 0; w < n; w++) {
     const cfg: WorkerConfig = {
       mem: mem.describe(),
@@ -119,6 +129,7 @@ export async function clusterStart(o: ClusterOptions): Promise<Cluster> {
       flows: flows[w] as number[],
     };
     const worker = new Worker(new URL("./worker.js", import.meta.url), { workerData: cfg });
+    exits.push(new Promise((r) => worker.once("exit", r)));
     worker.on("message", (m: WorkerReply) => {
       const h = c.pending.get(m.id);
       if (h !== undefined) {
@@ -136,6 +147,7 @@ export async function clusterStart(o: ClusterOptions): Promise<Cluster> {
     });
     c.workers.push(worker);
   }
+  c.exited = Promise.all(exits);
   try {
     await waitAll(c, "ready");
   } catch (e) {
@@ -173,7 +185,7 @@ export async function clusterStop(c: Cluster): Promise<{ ok: boolean; problems: 
   const done = waitAll(c, "stopped");
   for (const w of c.workers) w.postMessage({ cmd: "stop" } satisfies WorkerMessage);
   const rs = (await done) as Extract<WorkerReply, { type: "stopped" }>[];
-  await Promise.all(c.workers.map((w) => new Promise((r) => w.once("exit", r))));
+  await c.exited;
   const problems = rs.flatMap((r) => r.problems.map((p) => `worker ${r.id}: ${p}`));
   for (const r of rs) if (r.conntrackEntries !== 0) problems.push(`worker ${r.id}: ${r.conntrackEntries} conntrack entries left`);
   for (const i of mmSlabInfo(c.mem.mm)) if (i.activeObjs !== 0) problems.push(`${i.name}: ${i.activeObjs} objects still in use`);

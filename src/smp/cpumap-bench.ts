@@ -75,6 +75,8 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
   };
   const consumer = mk("consumer", 1);
   const producer = mk("producer", 0);
+  // Listen for the exits now: a worker may be gone before a later listener is attached.
+  const exited = Promise.all([new Promise((r) => consumer.once("exit", r)), new Promise((r) => producer.once("exit", r))]);
   await Promise.all([once(consumer, "ready"), once(producer, "ready")]);
   const seg: { on: number[]; off: number[]; gcOn: number; gcOff: number } = { on: [], off: [], gcOn: 0, gcOff: 0 };
   const round = async (bulk: boolean, n: number) => {
@@ -103,7 +105,7 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
   const sp = once(producer, "stopped");
   producer.postMessage({ cmd: "stop" });
   await sp;
-  await Promise.all([new Promise((r) => consumer.once("exit", r)), new Promise((r) => producer.once("exit", r))]);
+  await exited;
   const problems: string[] = [];
   const expected = packets * rounds * 2 + 2 * Math.min(packets, 100_000);
   if (cs.received !== expected) problems.push(`consumer received ${cs.received} of ${expected} frames`);
