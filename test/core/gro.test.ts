@@ -69,7 +69,7 @@ import {
 } from "../../src/core/gro.js";
 import { SKB_GSO_TCP_ECN, SKB_GSO_TCP_FIXEDID, SKB_GSO_TCPV4, skbChecksumHelp, skbIsGso } from "../../src/core/gso.js";
 import { pageRefCount, virtToHeadPage } from "../../src/mm/page-alloc.js";
-import { pageFragAlloc, pageFragCacheDrain } from "../../src/mm/page-frag.js";
+import { pageFragAlloc } from "../../src/mm/page-frag.js";
 import { kmemCacheInfo } from "../../src/mm/slab.js";
 import { csumPartial, csumTcpudpMagic, ipFastCsum } from "../../src/net/checksum.js";
 import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_ACK, TCP_FLAG_CWR, TCP_FLAG_ECE, TCP_FLAG_FIN, TCP_FLAG_PSH, TCP_FLAG_RST, TCP_FLAG_SYN, TCP_FLAG_URG } from "../../src/net/proto.js";
@@ -82,8 +82,8 @@ import {
   skbNrFrags,
   skbShinfo,
 } from "../../src/skb/access.js";
-import { allocSkb, napiAllocSkb, napiBuildSkb, type NapiSkbOwner } from "../../src/skb/alloc.js";
-import { createSkbCpu, NAPI_STAT_PUTS, type SkbCpu } from "../../src/skb/cpu.js";
+import { allocSkb } from "../../src/skb/alloc.js";
+import { NAPI_STAT_PUTS, type SkbCpu } from "../../src/skb/cpu.js";
 import { skbAddRxFrag, skbPull, skbPut, skbReserve } from "../../src/skb/data.js";
 import { kfreeSkb } from "../../src/skb/free.js";
 import {
@@ -95,13 +95,9 @@ import {
   SHINFO_GSO_SIZE,
   SHINFO_GSO_TYPE,
   SKB_ALLOC_FCLONE,
-  SKB_ALLOC_NAPI,
-  SKB_ALLOC_RX,
   SKB_CSUM_OFFSET,
   SKB_CSUM_START,
-  SKB_DATA,
   SKB_DEV,
-  SKB_HEAD,
   SKB_HEAD_OBJ_SIZE,
   SKB_IP_SUMMED,
   SKB_MAC_HEADER,
@@ -110,223 +106,45 @@ import {
   SKB_PROTOCOL,
   SKB_TRUESIZE,
   SKB_USERS,
-  SKB_VLAN_PROTO,
-  SKB_VLAN_TCI,
   SKBF_HEAD_FRAG,
   SKBF_NOHDR,
   skbDataAlign,
-  skbHeadAlign,
 } from "../../src/skb/layout.js";
-import { createSkbMemory } from "../../src/skb/memory.js";
-import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
+import { napiCacheSetEnabled } from "../../src/skb/napi-cache.js";
 import { skbToBytes } from "../../src/skb/view.js";
-
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
+import { assertNoLeaks, byteSource, PROFILES, skbDataOff } from "../support/skb.js";
+import {
+  delivered,
+  deliver,
+  freeAll,
+  get32,
+  type Mode,
+  NAPI,
+  put16,
+  type RxOpts,
+  rx,
+  type Seg,
+  setupGro as setup,
+  segFactory,
+  take,
+  tcpPacket,
+} from "../support/tcp.js";
 
 napiCacheSetEnabled(true);
 
-// ---- environment ----------------------------------------------------------------------------
-
-function setup(profile: Profile = "5.12", debug = false): SkbCpu {
-  return createSkbCpu(createSkbMemory({ arenaSize: 16 << 20, debug }), 0, { profile });
-}
-
-/** Leak check: drain every cache, then every allocator of the memory must be empty. */
-function assertNoLeaks(cpu: SkbCpu): void {
-  napiSkbCacheDrain(cpu);
-  pageFragCacheDrain(cpu.napiFrag);
-  pageFragCacheDrain(cpu.netdevFrag);
-  const m = cpu.mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-const NAPI: NapiSkbOwner = { dev: 3, napiId: 0, skb: 0 };
-
-/** Delivered skbs of the current test (the deliver function is created once). */
-const delivered: number[] = [];
-function deliver(_cpu: SkbCpu, skb: number): void {
-  delivered.push(skb);
-}
-function take(): number[] {
-  return delivered.splice(0, delivered.length);
-}
-
 // ---- packets --------------------------------------------------------------------------------
 
-interface Seg {
-  saddr: number;
-  daddr: number;
-  sport: number;
-  dport: number;
-  seq: number;
-  ack: number;
-  flags: number;
-  win: number;
-  urg: number;
-  id: number;
-  ttl: number;
-  tos: number;
-  df: boolean;
-  ce: boolean;
-  opts: number[];
-  payload: Uint8Array;
-}
-
-let rnd = 12345;
-function bytes(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0;
-    b[i] = rnd >>> 24;
-  }
-  return b;
-}
-
-/** TCP timestamp option (NOP NOP TS), 12 bytes. */
-const TS_OPTS = [1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78];
-
-function mkSeg(o: Partial<Seg> = {}): Seg {
-  return {
-    saddr: 0x0a000001,
-    daddr: 0x0a000002,
-    sport: 40000,
-    dport: 5201,
-    seq: 1000,
-    ack: 777,
-    flags: TCP_FLAG_ACK,
-    win: 512,
-    urg: 0,
-    id: 100,
-    ttl: 64,
-    tos: 0,
-    df: true,
-    ce: false,
-    opts: TS_OPTS,
-    payload: bytes(1448),
-    ...o,
-  };
-}
-
-/** `n` in-order segments of one flow: seq and IP id advance, payloads random. */
-function flow(n: number, o: Partial<Seg> = {}, size = 1448): Seg[] {
-  const out: Seg[] = [];
-  const base = mkSeg(o);
-  let seq = base.seq;
-  for (let i = 0; i < n; i++) {
-    out.push({ ...base, seq, id: (base.id + i) & 0xffff, payload: bytes(size) });
-    seq = (seq + size) >>> 0;
-  }
-  return out;
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 255;
-  b[o + 1] = v & 255;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = (v >>> 16) & 255;
-  b[o + 2] = (v >>> 8) & 255;
-  b[o + 3] = v & 255;
-}
-function get32(b: Uint8Array, o: number): number {
-  return (((b[o] as number) << 24) | ((b[o + 1] as number) << 16) | ((b[o + 2] as number) << 8) | (b[o + 3] as number)) >>> 0;
-}
-
-/** The IPv4 packet of a segment, checksums valid. */
-function tcpPacket(s: Seg): Uint8Array {
-  const thl = 20 + s.opts.length;
-  const tot = 20 + thl + s.payload.length;
-  const b = new Uint8Array(tot);
-  b[0] = 0x45;
-  b[1] = s.tos;
-  put16(b, 2, tot);
-  put16(b, 4, s.id);
-  put16(b, 6, (s.df ? 0x4000 : 0) | (s.ce ? 0x8000 : 0));
-  b[8] = s.ttl;
-  b[9] = IPPROTO_TCP;
-  put32(b, 12, s.saddr);
-  put32(b, 16, s.daddr);
-  put16(b, 10, ipFastCsum(b, 0, 5));
-  put16(b, 20, s.sport);
-  put16(b, 22, s.dport);
-  put32(b, 24, s.seq);
-  put32(b, 28, s.ack);
-  b[32] = (thl / 4) << 4;
-  b[33] = s.flags;
-  put16(b, 34, s.win);
-  put16(b, 38, s.urg);
-  b.set(s.opts, 40);
-  b.set(s.payload, 20 + thl);
-  put16(b, 36, csumTcpudpMagic(s.saddr, s.daddr, thl + s.payload.length, IPPROTO_TCP, csumPartial(b, 20, thl + s.payload.length, 0)));
-  return b;
-}
+/** Deterministic payload bytes for this file. */
+const { bytes } = byteSource(12345);
+const { mkSeg, flow } = segFactory(
+  { saddr: 0x0a000001, daddr: 0x0a000002, sport: 40000, dport: 5201, seq: 1000, ack: 777, win: 512, id: 100, tos: 0, ce: false },
+  bytes,
+);
 
 function tcpCsumOk(b: Uint8Array): boolean {
   const ihl = ((b[0] as number) & 15) * 4;
   const l4 = b.length - ihl;
   return csumTcpudpMagic(get32(b, 12), get32(b, 16), l4, IPPROTO_TCP, csumPartial(b, ihl, l4, 0)) === 0;
-}
-
-type Mode = "napi" | "frag" | "kmalloc" | "frags";
-
-interface RxOpts {
-  mode?: Mode;
-  dev?: number;
-  vlan?: number;
-  mac?: number;
-}
-
-/**
- * An RX skb as a driver + eth_type_trans leave it: Ethernet header in front
- * (mac header set), data at the IPv4 header, protocol ETH_P_IP.
- * napi: napiAllocSkb; frag: page-fragment head (pageFragAlloc +
- * napiBuildSkb); kmalloc: kmalloc head; frags: headers linear, payload in a
- * page frag.
- */
-function rx(cpu: SkbCpu, pkt: Uint8Array, o: RxOpts = {}): number {
-  const mode = o.mode ?? "frag";
-  const frame = new Uint8Array(14 + pkt.length);
-  frame.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, o.mac ?? 2, 8, 0]);
-  frame.set(pkt, 14);
-  let skb: number;
-  let linear = frame.length;
-  if (mode === "napi") {
-    skb = napiAllocSkb(cpu, NAPI, frame.length);
-  } else if (mode === "frag") {
-    const sz = skbHeadAlign(NET_SKB_PAD + frame.length);
-    const data = pageFragAlloc(cpu.napiFrag, sz);
-    assert.notEqual(data, 0);
-    skb = napiBuildSkb(cpu, data, sz);
-    skbReserve(cpu, skb, NET_SKB_PAD);
-  } else {
-    if (mode === "frags") linear = 14 + 20 + ((pkt[32] as number) >>> 4) * 4;
-    skb = allocSkb(cpu, NET_SKB_PAD + linear, SKB_ALLOC_RX | SKB_ALLOC_NAPI);
-    if (skb !== 0) skbReserve(cpu, skb, NET_SKB_PAD);
-  }
-  assert.notEqual(skb, 0);
-  cpu.u8.set(frame.subarray(0, linear), skbPut(cpu, skb, linear));
-  if (linear < frame.length) {
-    const n = frame.length - linear;
-    const f = pageFragAlloc(cpu.napiFrag, skbDataAlign(n)); // napi_alloc_frag rounds with SKB_DATA_ALIGN
-    assert.notEqual(f, 0);
-    cpu.u8.set(frame.subarray(linear), f);
-    const page = virtToHeadPage(cpu.fragPages, f);
-    skbAddRxFrag(cpu, skb, 0, page, f - page, n, n);
-  }
-  // eth_type_trans
-  cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] = skbDataOff(cpu, skb);
-  skbPull(cpu, skb, 14);
-  cpu.u16[(skb + SKB_PROTOCOL) >>> 1] = ETH_P_IP;
-  cpu.u32[(skb + SKB_DEV) >>> 2] = o.dev ?? NAPI.dev;
-  if (o.vlan !== undefined) {
-    cpu.u16[(skb + SKB_VLAN_PROTO) >>> 1] = 0x8100;
-    cpu.u16[(skb + SKB_VLAN_TCI) >>> 1] = o.vlan;
-  }
-  return skb;
 }
 
 /** The bytes GRO must produce for `segs` merged into one. */
@@ -371,20 +189,12 @@ function checkAggregate(cpu: SkbCpu, skb: number, segs: Seg[]): void {
   assert.ok(tcpCsumOk(skbToBytes(cpu, skb)), "TCP checksum after skbChecksumHelp");
 }
 
-function skbDataOff(cpu: SkbCpu, skb: number): number {
-  return cpu.u32[(skb + SKB_DATA) >>> 2]! - cpu.u32[(skb + SKB_HEAD) >>> 2]!;
-}
-
 function feed(cpu: SkbCpu, gro: GroList, segs: Seg[], o: RxOpts = {}): number[] {
   return segs.map((s) => napiGroReceive(cpu, gro, rx(cpu, tcpPacket(s), o), deliver));
 }
 
 function stat(gro: GroList, i: number): number {
   return gro.stats[i] as number;
-}
-
-function freeAll(cpu: SkbCpu, skbs: number[]): void {
-  for (const s of skbs) kfreeSkb(cpu, s);
 }
 
 function pagesOf(cpu: SkbCpu, skbs: number[]): number[] {

@@ -32,8 +32,7 @@ import {
   skbGsoValidateNetworkLen,
   skbIsGso,
 } from "../../src/core/gso.js";
-import { allocPage, pageRefCount, virtToHeadPage } from "../../src/mm/page-alloc.js";
-import { pageFragAlloc, pageFragCacheDrain } from "../../src/mm/page-frag.js";
+import { allocPage, pageRefCount } from "../../src/mm/page-alloc.js";
 import { kmemCacheAlloc, kmemCacheFree, kmemCacheInfo } from "../../src/mm/slab.js";
 import { csumPartial, csumTcpudpMagic, ipFastCsum } from "../../src/net/checksum.js";
 import {
@@ -50,9 +49,9 @@ import {
   TCP_FLAG_URG,
 } from "../../src/net/proto.js";
 import { skbFragList, skbFragPage, skbNrFrags, skbShinfo } from "../../src/skb/access.js";
-import { allocSkb, napiAllocSkb, napiBuildSkb, type NapiSkbOwner } from "../../src/skb/alloc.js";
-import { createSkbCpu, type SkbCpu } from "../../src/skb/cpu.js";
-import { skbAddRxFrag, skbPull, skbPut, skbReserve } from "../../src/skb/data.js";
+import { allocSkb } from "../../src/skb/alloc.js";
+import type { SkbCpu } from "../../src/skb/cpu.js";
+import { skbAddRxFrag, skbPut, skbReserve } from "../../src/skb/data.js";
 import { kfreeSkb } from "../../src/skb/free.js";
 import {
   CHECKSUM_NONE,
@@ -63,8 +62,6 @@ import {
   SHINFO_GSO_SEGS,
   SHINFO_GSO_SIZE,
   SHINFO_GSO_TYPE,
-  SKB_ALLOC_NAPI,
-  SKB_ALLOC_RX,
   SKB_CSUM_OFFSET,
   SKB_CSUM_START,
   SKB_DATA,
@@ -80,42 +77,31 @@ import {
   SKB_TRANSPORT_HEADER,
   SKB_VLAN_PROTO,
   SKB_VLAN_TCI,
-  skbDataAlign,
-  skbHeadAlign,
 } from "../../src/skb/layout.js";
-import { createSkbMemory } from "../../src/skb/memory.js";
 import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
 import { skbToBytes } from "../../src/skb/view.js";
-
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
+import { assertNoLeaks, byteSource, PROFILES, type Profile } from "../support/skb.js";
+import {
+  deliver,
+  ETH,
+  freeUnlinked,
+  get16,
+  get32,
+  type Mode,
+  put16,
+  put32,
+  rx,
+  type Seg,
+  segFactory,
+  setupGro as setup,
+  TS_OPTS,
+  take,
+  tcpPacket,
+} from "../support/tcp.js";
 
 napiCacheSetEnabled(true);
 
 // ---- environment ----------------------------------------------------------------------------
-
-function setup(profile: Profile = "5.12", debug = false): SkbCpu {
-  return createSkbCpu(createSkbMemory({ arenaSize: 16 << 20, debug }), 0, { profile });
-}
-
-function assertNoLeaks(cpu: SkbCpu): void {
-  napiSkbCacheDrain(cpu);
-  pageFragCacheDrain(cpu.napiFrag);
-  pageFragCacheDrain(cpu.netdevFrag);
-  const m = cpu.mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-const NAPI: NapiSkbOwner = { dev: 3, napiId: 0, skb: 0 };
-const delivered: number[] = [];
-function deliver(_cpu: SkbCpu, skb: number): void {
-  delivered.push(skb);
-}
-function take(): number[] {
-  return delivered.splice(0, delivered.length);
-}
 
 /** The segments of a list, in order. */
 function list(cpu: SkbCpu, first: number): number[] {
@@ -123,118 +109,16 @@ function list(cpu: SkbCpu, first: number): number[] {
   for (let s = first; s !== 0; s = cpu.u32[(s + SKB_NEXT) >>> 2] as number) out.push(s);
   return out;
 }
-function freeAll(cpu: SkbCpu, skbs: number[]): void {
-  for (const s of skbs) {
-    cpu.u32[(s + SKB_NEXT) >>> 2] = 0;
-    kfreeSkb(cpu, s);
-  }
-}
 
 // ---- packets --------------------------------------------------------------------------------
 
-interface Seg {
-  saddr: number;
-  daddr: number;
-  sport: number;
-  dport: number;
-  seq: number;
-  ack: number;
-  flags: number;
-  win: number;
-  urg: number;
-  id: number;
-  ttl: number;
-  df: boolean;
-  opts: number[];
-  payload: Uint8Array;
-}
-
-let rnd = 98765;
-function bytes(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0;
-    b[i] = rnd >>> 24;
-  }
-  return b;
-}
-
-const TS_OPTS = [1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78];
-
-function mkSeg(o: Partial<Seg> = {}): Seg {
-  return {
-    saddr: 0xc0a80001,
-    daddr: 0xc0a80002,
-    sport: 33000,
-    dport: 80,
-    seq: 0xfffff000, // wraps inside the 40-segment stream
-    ack: 4242,
-    flags: TCP_FLAG_ACK,
-    win: 1000,
-    urg: 0,
-    id: 0xfff0, // wraps too
-    ttl: 64,
-    df: true,
-    opts: TS_OPTS,
-    payload: bytes(1448),
-    ...o,
-  };
-}
-
-function flow(n: number, o: Partial<Seg> = {}, size = 1448): Seg[] {
-  const out: Seg[] = [];
-  const base = mkSeg(o);
-  let seq = base.seq;
-  for (let i = 0; i < n; i++) {
-    out.push({ ...base, seq, id: (base.id + i) & 0xffff, payload: bytes(size) });
-    seq = (seq + size) >>> 0;
-  }
-  return out;
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 255;
-  b[o + 1] = v & 255;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = (v >>> 16) & 255;
-  b[o + 2] = (v >>> 8) & 255;
-  b[o + 3] = v & 255;
-}
-function get16(b: Uint8Array, o: number): number {
-  return ((b[o] as number) << 8) | (b[o + 1] as number);
-}
-function get32(b: Uint8Array, o: number): number {
-  return (((b[o] as number) << 24) | ((b[o + 1] as number) << 16) | ((b[o + 2] as number) << 8) | (b[o + 3] as number)) >>> 0;
-}
-
-function tcpPacket(s: Seg): Uint8Array {
-  const thl = 20 + s.opts.length;
-  const tot = 20 + thl + s.payload.length;
-  const b = new Uint8Array(tot);
-  b[0] = 0x45;
-  put16(b, 2, tot);
-  put16(b, 4, s.id);
-  put16(b, 6, s.df ? 0x4000 : 0);
-  b[8] = s.ttl;
-  b[9] = IPPROTO_TCP;
-  put32(b, 12, s.saddr);
-  put32(b, 16, s.daddr);
-  put16(b, 10, ipFastCsum(b, 0, 5));
-  put16(b, 20, s.sport);
-  put16(b, 22, s.dport);
-  put32(b, 24, s.seq);
-  put32(b, 28, s.ack);
-  b[32] = (thl / 4) << 4;
-  b[33] = s.flags;
-  put16(b, 34, s.win);
-  put16(b, 38, s.urg);
-  b.set(s.opts, 40);
-  b.set(s.payload, 20 + thl);
-  put16(b, 36, csumTcpudpMagic(s.saddr, s.daddr, thl + s.payload.length, IPPROTO_TCP, csumPartial(b, 20, thl + s.payload.length, 0)));
-  return b;
-}
+/** Deterministic payload bytes for this file. */
+const { bytes } = byteSource(98765);
+// seq and the IP id wrap inside the 40-segment stream.
+const { mkSeg, flow } = segFactory(
+  { saddr: 0xc0a80001, daddr: 0xc0a80002, sport: 33000, dport: 80, seq: 0xfffff000, ack: 4242, win: 1000, id: 0xfff0 },
+  bytes,
+);
 
 function udpPacket(saddr: number, daddr: number, id: number, payload: Uint8Array): Uint8Array {
   const tot = 28 + payload.length;
@@ -263,50 +147,6 @@ function checksumsOk(b: Uint8Array): boolean {
   const proto = b[9] as number;
   if (proto === IPPROTO_UDP && get16(b, 26) === 0) return true;
   return csumTcpudpMagic(get32(b, 12), get32(b, 16), l4, proto, csumPartial(b, 20, l4, 0)) === 0;
-}
-
-type Mode = "napi" | "frag" | "kmalloc" | "frags";
-const ETH = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
-
-/** An RX skb: Ethernet header in front (mac header set), data at the IPv4 header. */
-function rx(cpu: SkbCpu, pkt: Uint8Array, mode: Mode = "frag", dev = NAPI.dev, vlan = -1): number {
-  const frame = new Uint8Array(14 + pkt.length);
-  frame.set(ETH);
-  frame.set(pkt, 14);
-  let skb: number;
-  let linear = frame.length;
-  if (mode === "napi") {
-    skb = napiAllocSkb(cpu, NAPI, frame.length);
-  } else if (mode === "frag") {
-    const sz = skbHeadAlign(NET_SKB_PAD + frame.length);
-    const data = pageFragAlloc(cpu.napiFrag, sz);
-    assert.notEqual(data, 0);
-    skb = napiBuildSkb(cpu, data, sz);
-    skbReserve(cpu, skb, NET_SKB_PAD);
-  } else {
-    if (mode === "frags") linear = Math.min(frame.length, 14 + 20 + ((pkt[32] ?? 0x50) >>> 4) * 4);
-    skb = allocSkb(cpu, NET_SKB_PAD + linear, SKB_ALLOC_RX | SKB_ALLOC_NAPI);
-    if (skb !== 0) skbReserve(cpu, skb, NET_SKB_PAD);
-  }
-  assert.notEqual(skb, 0);
-  cpu.u8.set(frame.subarray(0, linear), skbPut(cpu, skb, linear));
-  if (linear < frame.length) {
-    const n = frame.length - linear;
-    const f = pageFragAlloc(cpu.napiFrag, skbDataAlign(n)); // napi_alloc_frag rounds with SKB_DATA_ALIGN
-    assert.notEqual(f, 0);
-    cpu.u8.set(frame.subarray(linear), f);
-    const page = virtToHeadPage(cpu.fragPages, f);
-    skbAddRxFrag(cpu, skb, 0, page, f - page, n, n);
-  }
-  cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] = cpu.u32[(skb + SKB_DATA) >>> 2]! - cpu.u32[(skb + SKB_HEAD) >>> 2]!;
-  skbPull(cpu, skb, 14);
-  cpu.u16[(skb + SKB_PROTOCOL) >>> 1] = ETH_P_IP;
-  cpu.u32[(skb + SKB_DEV) >>> 2] = dev;
-  if (vlan >= 0) {
-    cpu.u16[(skb + SKB_VLAN_PROTO) >>> 1] = 0x8100;
-    cpu.u16[(skb + SKB_VLAN_TCI) >>> 1] = vlan;
-  }
-  return skb;
 }
 
 /**
@@ -383,7 +223,7 @@ for (const prof of PROFILES) for (const zc of [true, false]) {
       (segs[0] as Seg).flags |= TCP_FLAG_CWR;
       (segs[39] as Seg).flags |= TCP_FLAG_PSH | TCP_FLAG_FIN;
       const pkts = segs.map(tcpPacket);
-      for (const p of pkts) napiGroReceive(cpu, gro, rx(cpu, p, "napi"), deliver);
+      for (const p of pkts) napiGroReceive(cpu, gro, rx(cpu, p, { mode: "napi" }), deliver);
       const out = take();
       assert.equal(out.length, 1, "one aggregate, delivered on PSH");
       const agg = out[0] as number;
@@ -409,7 +249,7 @@ for (const prof of PROFILES) for (const zc of [true, false]) {
         assert.equal(gsoStats[GSO_STAT_COPIED]! - before[GSO_STAT_COPIED]!, 40);
         for (const s of segsOut) assert.equal(skbNrFrags(cpu, s), 0);
       }
-      freeAll(cpu, segsOut);
+      freeUnlinked(cpu, segsOut);
       assertNoLeaks(cpu);
       gsoSetZeroCopy(true);
     });
@@ -440,7 +280,7 @@ describe("GSO TCP", () => {
       assert.deepEqual(b.subarray(40, 52), Uint8Array.from(TS_OPTS));
       off += plen;
     });
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -455,7 +295,7 @@ describe("GSO TCP", () => {
       const b = checkSegShape(cpu, x, 1500);
       assert.equal(get16(b, 4), s.id);
     }
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -477,7 +317,7 @@ describe("GSO TCP", () => {
       assert.equal(head + cpu.u16[(x + SKB_MAC_HEADER) >>> 1]!, d);
       assert.equal(head + cpu.u16[(x + SKB_NETWORK_HEADER) >>> 1]!, d + 14);
     });
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -493,7 +333,7 @@ describe("GSO TCP", () => {
       const b = checkSegShape(cpu, x, 1500);
       assert.deepEqual(b.subarray(52), s.payload.subarray(i * 1448, Math.min(4000, (i + 1) * 1448)));
     });
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -508,7 +348,7 @@ describe("GSO TCP", () => {
     const refs = pages.map((p) => pageRefCount(cpu.mem.pages, p));
     const uses = pages.map((p) => segs.filter((s) => frags(cpu, s).some((f) => f === p)).length);
     assert.deepEqual(refs, uses, "one reference per segment using the page (the original's are gone)");
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -555,7 +395,7 @@ describe("GSO TCP", () => {
       assert.ok(checksumsOk(b));
       assert.deepEqual(b.subarray(52), s.payload.subarray(i * 1448, (i + 1) * 1448));
     });
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 });
@@ -581,7 +421,7 @@ describe("GSO UDP (SKB_GSO_UDP_L4)", () => {
       const n = i < 4 ? 1200 : 200;
       assert.deepEqual(b, udpPacket(0x01020304, 0x05060708, 77 + i, payload.subarray(i * 1200, i * 1200 + n)));
     });
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 
@@ -595,7 +435,7 @@ describe("GSO UDP (SKB_GSO_UDP_L4)", () => {
     assert.deepEqual(skbToBytes(cpu, skb), pkt);
     const segs = list(cpu, skbGsoSegment(cpu, skb, 0));
     assert.equal(segs.length, 3, "no MTU: 1600, 1600, 800");
-    freeAll(cpu, segs);
+    freeUnlinked(cpu, segs);
     assertNoLeaks(cpu);
   });
 });
@@ -653,7 +493,7 @@ describe("GSO failures leave the skb to the caller", () => {
       for (const h of hoard) kmemCacheFree(hc, h);
       const segs = list(cpu, skbGsoSegment(cpu, skb, 1500));
       assert.equal(segs.length, 10);
-      freeAll(cpu, segs);
+      freeUnlinked(cpu, segs);
       assertNoLeaks(cpu);
       gsoSetZeroCopy(true);
     });
@@ -664,7 +504,7 @@ describe("GSO helpers", () => {
   test("skbIsGso, skbGsoValidateNetworkLen (non-GSO: the network length), skbChecksumHelp", () => {
     const cpu = setup();
     const pkt = tcpPacket(mkSeg({ payload: bytes(600) }));
-    const skb = rx(cpu, pkt, "kmalloc");
+    const skb = rx(cpu, pkt, { mode: "kmalloc" });
     assert.equal(skbIsGso(cpu, skb), false);
     assert.ok(skbGsoValidateNetworkLen(cpu, skb, pkt.length));
     assert.ok(!skbGsoValidateNetworkLen(cpu, skb, pkt.length - 1));
@@ -822,7 +662,7 @@ describe("GRO → GSO property", () => {
           const gro = new GroList({ maxHeld: cfg.maxHeld, chainOnFragsFull: cfg.chain });
           const stream = buildStream(flows, specs, order, swaps, udp);
           stream.forEach((inp, k) => {
-            napiGroReceive(cpu, gro, rx(cpu, inp.pkt, inp.mode, inp.dev, inp.vlan), deliver);
+            napiGroReceive(cpu, gro, rx(cpu, inp.pkt, { mode: inp.mode, dev: inp.dev, vlan: inp.vlan }), deliver);
             if (cfg.flushEvery !== 0 && k % cfg.flushEvery === cfg.flushEvery - 1) groFlush(cpu, gro, true, deliver);
           });
           groFlush(cpu, gro, true, deliver);
@@ -850,7 +690,7 @@ describe("GRO → GSO property", () => {
           }
           const want = stream.map((i) => key(i.dev, i.vlan, i.pkt));
           assert.deepEqual(got.sort(), want.sort());
-          freeAll(cpu, all);
+          freeUnlinked(cpu, all);
           assertNoLeaks(cpu);
           gsoSetZeroCopy(true);
         },

@@ -11,7 +11,6 @@ import { describe, test } from "node:test";
 import { kmalloc } from "../../src/mm/kmalloc.js";
 import { kfree, virtToCache } from "../../src/mm/mm.js";
 import { allocPage, pageRefCount, putPage } from "../../src/mm/page-alloc.js";
-import { pageFragCacheDrain } from "../../src/mm/page-frag.js";
 import { kmemCacheAlloc, kmemCacheFree, kmemCacheInfo, kmemCacheObjIndex } from "../../src/mm/slab.js";
 import {
   hex,
@@ -40,8 +39,6 @@ import {
   netdevAllocSkb,
 } from "../../src/skb/alloc.js";
 import {
-  createSkbCpu,
-  napiCacheStats,
   NAPI_STAT_GET_FAIL,
   napiCacheHits,
   NAPI_STAT_REFILLS,
@@ -71,68 +68,28 @@ import {
   SKB_TRUESIZE,
   SKBF_HEAD_FRAG,
 } from "../../src/skb/layout.js";
-import { createSkbMemory, type SkbMemoryConfig } from "../../src/skb/memory.js";
-import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
+import { napiCacheSetEnabled } from "../../src/skb/napi-cache.js";
+import {
+  active,
+  assertNoLeaks,
+  dataActive,
+  gets,
+  PROFILES,
+  type Profile,
+  primeCache,
+  setup,
+  u16,
+  u32,
+} from "../support/skb.js";
 
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
 /** NAPI_SKB_CACHE_BULK per profile (spec §1.2). */
 const BULK: Record<Profile, number> = { "5.12": 16, "6.19": 32 };
 
 napiCacheSetEnabled(true);
 
-function setup(profile: Profile, debug: boolean, cfg: SkbMemoryConfig = {}, id = 0): SkbCpu {
-  const mem = createSkbMemory({ arenaSize: 8 << 20, debug, ...cfg });
-  return createSkbCpu(mem, id, { profile });
-}
-
-function active(c: Parameters<typeof kmemCacheInfo>[0]): number {
-  return kmemCacheInfo(c).activeObjs;
-}
-
-/** After everything is freed: drain the per-CPU caches, then every allocator must be empty. */
-function assertNoLeaks(cpu: SkbCpu): void {
-  assert.equal(cpu.completionQueue, 0, "completion queue not empty");
-  napiSkbCacheDrain(cpu);
-  pageFragCacheDrain(cpu.napiFrag);
-  pageFragCacheDrain(cpu.netdevFrag);
-  const m = cpu.mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-/** Fill the NAPI cache with `BULK` shells through the public paths; returns the count. */
-function primeCache(cpu: SkbCpu): number {
-  const s = allocSkb(cpu, 0, SKB_ALLOC_NAPI);
-  assert.notEqual(s, 0);
-  napiConsumeSkb(cpu, s, 64);
-  assert.equal(cpu.skbCount, cpu.bulk);
-  return cpu.skbCount;
-}
-
-/** NAPI cache gets so far (hits + misses). */
-function gets(cpu: SkbCpu): number {
-  return napiCacheStats(cpu).gets;
-}
-
-/** Data buffers in use: every kmalloc class plus the small-head cache. */
-function dataActive(cpu: SkbCpu): number {
-  let n = active(cpu.smallHeadCache);
-  for (const c of cpu.kmalloc.caches) n += active(c);
-  return n;
-}
-
 function cacheName(cpu: SkbCpu, addr: number): string {
   const c = virtToCache(cpu.mm, addr);
   return c === undefined ? "none" : c.name;
-}
-
-function u16(cpu: SkbCpu, off: number): number {
-  return cpu.u16[off >>> 1] as number;
-}
-function u32(cpu: SkbCpu, off: number): number {
-  return cpu.u32[off >>> 2] as number;
 }
 
 /**

@@ -10,8 +10,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { kmalloc } from "../../src/mm/kmalloc.js";
 import { kfree, virtToCache } from "../../src/mm/mm.js";
-import { allocPage, pageRefAdd, pageRefCount, putPage } from "../../src/mm/page-alloc.js";
-import { pageFragCacheDrain } from "../../src/mm/page-frag.js";
+import { allocPage, pageRefCount } from "../../src/mm/page-alloc.js";
 import { kmemCacheInfo } from "../../src/mm/slab.js";
 import {
   SkbError,
@@ -22,9 +21,7 @@ import {
   skbFclone,
   skbFlag,
   skbFragList,
-  skbFragOffset,
   skbFragPage,
-  skbFragSize,
   skbGet,
   skbHeadlen,
   skbHeadPtr,
@@ -42,7 +39,6 @@ import {
   createSkbCpu,
   NAPI_STAT_DEFERRED,
   NAPI_STAT_TX_COMPLETED,
-  napiCacheStats,
   type SkbCpu,
 } from "../../src/skb/cpu.js";
 import { skbAddRxFrag, skbPut, skbReserve } from "../../src/skb/data.js";
@@ -92,13 +88,33 @@ import {
   SKBF_CLONED,
   SKBF2_SLOW_GRO,
 } from "../../src/skb/layout.js";
-import { createSkbMemory, type SkbMemory, type SkbMemoryConfig } from "../../src/skb/memory.js";
-import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
-
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
+import type { SkbMemory, SkbMemoryConfig } from "../../src/skb/memory.js";
+import { napiCacheSetEnabled } from "../../src/skb/napi-cache.js";
+import {
+  active,
+  assertNoLeaks,
+  byteSource,
+  createMemory,
+  dataActive,
+  gets,
+  hold,
+  PROFILES,
+  type Profile,
+  primeCache,
+  readPacket,
+  refs,
+  release,
+  set16,
+  set32,
+  setup as setupCpu,
+  u16,
+  u32,
+} from "../support/skb.js";
 
 napiCacheSetEnabled(true);
+
+/** Deterministic packet bytes for this file. */
+const { randomBytes } = byteSource(777);
 
 /** Destructor calls recorded by skb, shared by every test in this file. */
 const destructorCalls: number[] = [];
@@ -109,78 +125,19 @@ function callsFor(skb: number): number {
   return destructorCalls.filter((s) => s === skb).length;
 }
 
+/** Fresh memory (it hands out the same addresses again), forgetting earlier destructor calls. */
 function mkMem(debug: boolean, cfg: SkbMemoryConfig = {}): SkbMemory {
-  // Fresh memory hands out the same addresses again: forget earlier destructor calls.
   destructorCalls.length = 0;
-  return createSkbMemory({ arenaSize: 8 << 20, debug, ...cfg });
+  return createMemory(debug, cfg);
 }
+/** The shared setup(), forgetting earlier destructor calls like {@link mkMem}. */
 function setup(profile: Profile, debug: boolean, cfg: SkbMemoryConfig = {}): SkbCpu {
-  return createSkbCpu(mkMem(debug, cfg), 0, { profile });
+  destructorCalls.length = 0;
+  return setupCpu(profile, debug, cfg);
 }
 
-/** Leak check: drain every CPU's caches, then every allocator of the memory must be empty. */
-function assertNoLeaks(...cpus: SkbCpu[]): void {
-  for (const cpu of cpus) {
-    assert.equal(cpu.completionQueue, 0, `cpu ${cpu.id}: completion queue not empty`);
-    napiSkbCacheDrain(cpu);
-    pageFragCacheDrain(cpu.napiFrag);
-    pageFragCacheDrain(cpu.netdevFrag);
-  }
-  const m = (cpus[0] as SkbCpu).mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-function u16(cpu: SkbCpu, off: number): number {
-  return cpu.u16[off >>> 1] as number;
-}
-function u32(cpu: SkbCpu, off: number): number {
-  return cpu.u32[off >>> 2] as number;
-}
-function set32(cpu: SkbCpu, off: number, v: number): void {
-  cpu.u32[off >>> 2] = v;
-}
-function set16(cpu: SkbCpu, off: number, v: number): void {
-  cpu.u16[off >>> 1] = v;
-}
-function active(c: Parameters<typeof kmemCacheInfo>[0]): number {
-  return kmemCacheInfo(c).activeObjs;
-}
-function dataActive(cpu: SkbCpu): number {
-  let n = active(cpu.smallHeadCache);
-  for (const c of cpu.kmalloc.caches) n += active(c);
-  return n;
-}
-function gets(cpu: SkbCpu): number {
-  return napiCacheStats(cpu).gets;
-}
 function dropsTotal(cpu: SkbCpu): number {
   return cpu.drops.reduce((a, b) => a + b, 0);
-}
-
-let seed = 777;
-function randomBytes(n: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    out.push(seed >>> 24);
-  }
-  return out;
-}
-
-/** Every packet byte: linear, frags, frag_list (read independently of the code under test). */
-function readPacket(cpu: SkbCpu, skb: number): number[] {
-  const out: number[] = [];
-  const d = skbDataPtr(cpu, skb);
-  for (let i = 0; i < skbHeadlen(cpu, skb); i++) out.push(cpu.u8[d + i] as number);
-  for (let f = 0; f < skbNrFrags(cpu, skb); f++) {
-    const a = skbFragPage(cpu, skb, f) + skbFragOffset(cpu, skb, f);
-    for (let i = 0; i < skbFragSize(cpu, skb, f); i++) out.push(cpu.u8[a + i] as number);
-  }
-  for (let l = skbFragList(cpu, skb); l !== 0; l = u32(cpu, l + SKB_NEXT)) out.push(...readPacket(cpu, l));
-  assert.equal(out.length, skbLen(cpu, skb));
-  return out;
 }
 
 interface Pkt {
@@ -228,25 +185,6 @@ function build(
   assert.deepEqual(readPacket(cpu, skb), bytes);
   return { skb, bytes, head, pages };
 }
-
-function refs(cpu: SkbCpu, pages: number[]): number[] {
-  return pages.map((p) => pageRefCount(cpu.mem.pages, p));
-}
-function hold(cpu: SkbCpu, pages: number[]): void {
-  for (const p of pages) pageRefAdd(cpu.mem.pages, p, 1);
-}
-function release(cpu: SkbCpu, pages: number[]): void {
-  for (const p of pages) putPage(cpu.mem.pages, p);
-}
-
-/** Fill the NAPI cache with BULK shells through public paths. */
-function primeCache(cpu: SkbCpu): number {
-  const s = allocSkb(cpu, 0, SKB_ALLOC_NAPI);
-  napiConsumeSkb(cpu, s, 64);
-  assert.equal(cpu.skbCount, cpu.bulk);
-  return cpu.skbCount;
-}
-
 
 for (const p of PROFILES) for (const dbg of [true, false]) {
   describe(`skbClone [${p}${dbg ? " slab-debug" : ""}]`, () => {

@@ -9,8 +9,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { kmalloc } from "../../src/mm/kmalloc.js";
 import { kfree, virtToCache } from "../../src/mm/mm.js";
-import { allocPage, pageRefAdd, pageRefCount, putPage } from "../../src/mm/page-alloc.js";
-import { pageFragCacheDrain } from "../../src/mm/page-frag.js";
+import { allocPage, pageRefCount, putPage } from "../../src/mm/page-alloc.js";
 import { kmemCacheInfo } from "../../src/mm/slab.js";
 import {
   hex,
@@ -38,7 +37,7 @@ import {
 } from "../../src/skb/access.js";
 import { allocSkb, netdevAllocSkb } from "../../src/skb/alloc.js";
 import { skbClone } from "../../src/skb/clone.js";
-import { createSkbCpu, type SkbCpu } from "../../src/skb/cpu.js";
+import type { SkbCpu } from "../../src/skb/cpu.js";
 import {
   __skbPull,
   __skbPush,
@@ -75,61 +74,25 @@ import {
   SKBF_CLONED,
   SKBF_HEAD_FRAG,
 } from "../../src/skb/layout.js";
-import { createSkbMemory, type SkbMemoryConfig } from "../../src/skb/memory.js";
-import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
-
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
+import { napiCacheSetEnabled } from "../../src/skb/napi-cache.js";
+import {
+  assertNoLeaks,
+  byteSource,
+  dataActive,
+  hold,
+  PROFILES,
+  readPacket,
+  refs,
+  release,
+  setup,
+  u16,
+  u32,
+} from "../support/skb.js";
 
 napiCacheSetEnabled(true);
 
-function setup(profile: Profile, debug: boolean, cfg: SkbMemoryConfig = {}): SkbCpu {
-  return createSkbCpu(createSkbMemory({ arenaSize: 8 << 20, debug, ...cfg }), 0, { profile });
-}
-
-function assertNoLeaks(cpu: SkbCpu): void {
-  assert.equal(cpu.completionQueue, 0, "completion queue not empty");
-  napiSkbCacheDrain(cpu);
-  pageFragCacheDrain(cpu.napiFrag);
-  pageFragCacheDrain(cpu.netdevFrag);
-  const m = cpu.mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-function u16(cpu: SkbCpu, off: number): number {
-  return cpu.u16[off >>> 1] as number;
-}
-function u32(cpu: SkbCpu, off: number): number {
-  return cpu.u32[off >>> 2] as number;
-}
-
-/** Deterministic byte source (an LCG; no short period that could hide a shifted copy). */
-let seed = 12345;
-function nextByte(): number {
-  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-  return seed >>> 24;
-}
-function randomBytes(n: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(nextByte());
-  return out;
-}
-
-/** Every packet byte, read independently of the code under test: linear, frags, frag_list. */
-function readPacket(cpu: SkbCpu, skb: number): number[] {
-  const out: number[] = [];
-  const d = skbDataPtr(cpu, skb);
-  for (let i = 0; i < skbHeadlen(cpu, skb); i++) out.push(cpu.u8[d + i] as number);
-  for (let f = 0; f < skbNrFrags(cpu, skb); f++) {
-    const a = skbFragPage(cpu, skb, f) + skbFragOffset(cpu, skb, f);
-    for (let i = 0; i < skbFragSize(cpu, skb, f); i++) out.push(cpu.u8[a + i] as number);
-  }
-  for (let l = skbFragList(cpu, skb); l !== 0; l = u32(cpu, l + SKB_NEXT)) out.push(...readPacket(cpu, l));
-  assert.equal(out.length, skbLen(cpu, skb), "len does not match the bytes present");
-  return out;
-}
+/** Deterministic packet bytes for this file. */
+const { randomBytes } = byteSource(12345);
 
 /** The skb struct and its shared info, for "unchanged after a throw" checks. */
 function snapshot(cpu: SkbCpu, skb: number): number[] {
@@ -205,23 +168,6 @@ function attachFragList(cpu: SkbCpu, parent: number, members: number[]): void {
   cpu.u32[(parent + SKB_LEN) >>> 2] = skbLen(cpu, parent) + total;
   cpu.u32[(parent + SKB_DATA_LEN) >>> 2] = skbDataLen(cpu, parent) + total;
   cpu.u32[(parent + SKB_TRUESIZE) >>> 2] = u32(cpu, parent + SKB_TRUESIZE) + ts;
-}
-
-/** Extra page references the test holds to watch the skb's ones; returns the counts. */
-function hold(cpu: SkbCpu, pages: number[]): void {
-  for (const p of pages) pageRefAdd(cpu.mem.pages, p, 1);
-}
-function refs(cpu: SkbCpu, pages: number[]): number[] {
-  return pages.map((p) => pageRefCount(cpu.mem.pages, p));
-}
-function release(cpu: SkbCpu, pages: number[]): void {
-  for (const p of pages) putPage(cpu.mem.pages, p);
-}
-
-function dataActive(cpu: SkbCpu): number {
-  let n = kmemCacheInfo(cpu.smallHeadCache).activeObjs;
-  for (const c of cpu.kmalloc.caches) n += kmemCacheInfo(c).activeObjs;
-  return n;
 }
 
 function expectSkbError(fn: () => unknown, op: string, skb: number, parts: (string | RegExp)[]): void {

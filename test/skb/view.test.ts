@@ -7,12 +7,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { allocPage } from "../../src/mm/page-alloc.js";
-import { pageFragCacheDrain } from "../../src/mm/page-frag.js";
-import { kmemCacheInfo } from "../../src/mm/slab.js";
 import { hex, skbDataPtr, skbGet, skbHeadPtr, skbShinfo } from "../../src/skb/access.js";
 import { allocSkb, netdevAllocSkb } from "../../src/skb/alloc.js";
 import { skbClone } from "../../src/skb/clone.js";
-import { createSkbCpu, type SkbCpu } from "../../src/skb/cpu.js";
+import type { SkbCpu } from "../../src/skb/cpu.js";
 import { skbAddRxFrag, skbPull, skbPut, skbReserve } from "../../src/skb/data.js";
 import { kfreeSkb } from "../../src/skb/free.js";
 import {
@@ -39,33 +37,8 @@ import {
   SKB_VLAN_TCI,
   SKBF_PFMEMALLOC,
 } from "../../src/skb/layout.js";
-import { createSkbMemory } from "../../src/skb/memory.js";
-import { napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
 import { SkBuff, skbToBytes } from "../../src/skb/view.js";
-
-type Profile = "5.12" | "6.19";
-const PROFILES: readonly Profile[] = ["5.12", "6.19"];
-
-function setup(profile: Profile, debug: boolean, id = 0): SkbCpu {
-  return createSkbCpu(createSkbMemory({ arenaSize: 8 << 20, debug }), id, { profile });
-}
-
-function assertNoLeaks(cpu: SkbCpu): void {
-  napiSkbCacheDrain(cpu);
-  pageFragCacheDrain(cpu.napiFrag);
-  pageFragCacheDrain(cpu.netdevFrag);
-  const m = cpu.mem;
-  const all = [m.headCache, m.fcloneCache, m.smallHeadCache, ...m.kmalloc.caches, m.fragPages.cache, m.pages.cache];
-  const leaks = all.map((c) => kmemCacheInfo(c)).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}: ${i.activeObjs}`);
-  assert.deepEqual(leaks, [], "objects still allocated");
-}
-
-function set32(cpu: SkbCpu, off: number, v: number): void {
-  cpu.u32[off >>> 2] = v;
-}
-function set16(cpu: SkbCpu, off: number, v: number): void {
-  cpu.u16[off >>> 1] = v;
-}
+import { assertNoLeaks, PROFILES, set16, set32, setup } from "../support/skb.js";
 
 /** `n` bytes counting up from `from` (mod 256). */
 function seq(from: number, n: number): number[] {
@@ -105,7 +78,7 @@ for (const p of PROFILES) for (const dbg of [true, false]) {
     });
 
     test("getters read the fields of the skb", () => {
-      const cpu = setup(p, dbg, 3);
+      const cpu = setup(p, dbg, {}, 3);
       const skb = mk(cpu, 32, seq(0, 40), [seq(100, 100), seq(7, 60)]);
       set16(cpu, skb + SKB_PROTOCOL, 0x0008);
       set16(cpu, skb + SKB_VLAN_PROTO, 0x0081);
@@ -235,7 +208,7 @@ for (const p of PROFILES) for (const dbg of [true, false]) {
     });
 
     test("toJSON: the exact summary, also through JSON.stringify", () => {
-      const cpu = setup(p, dbg, 1);
+      const cpu = setup(p, dbg, {}, 1);
       const skb = mk(cpu, 64, seq(0, 20), [seq(0, 30)]);
       set16(cpu, skb + SKB_PROTOCOL, 0x0008);
       set16(cpu, skb + SKB_VLAN_TCI, 12);
