@@ -4,7 +4,8 @@
  * ```
  *  napiSchedule(n) ──> softnet.pollList (FIFO ring of NAPI instances)
  *  netRxAction(sd):  budget = netdev_budget (300), deadline = now + netdev_budget_usecs (2 ms)
- *      loop: n = first on list; work = n.poll(n, weight)    (weight 64)
+ *      loop: skbDeferFreeFlush(cpu)                           (drain remote frees, §4.6)
+ *            n = first on list; work = n.poll(n, weight)    (weight 64)
  *            work == weight -> GRO flush of old packets, deliver batch, requeue at tail
  *            budget <= 0 or past deadline -> time_squeeze++, stop (rest stays scheduled)
  *  napiCompleteDone(n, work): GRO flush, deliver the normal-delivery batch, leave the list
@@ -22,6 +23,7 @@ import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DEV, SKB_NEXT } from "../skb/layout.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { kfreeSkbReason } from "../skb/free.js";
+import { skbDeferFreeFlush } from "../skb/defer.js";
 import type { NetDevice, NetNamespace } from "./netdev.js";
 import { RX_DELIVERED } from "./netdev.js";
 
@@ -243,7 +245,10 @@ export function netRxAction(sd: Softnet): number {
   // Instances polled in this run that asked to be polled again go to the tail.
   let toPoll = sd.count;
   for (;;) {
-    // (5.19+ drains deferred frees here; cross-CPU deferral arrives with the multi-core work.)
+    // skb_defer_free_flush (5.19+, 909876500251): at the top of EVERY
+    // iteration, before each poll and once more when nothing is left to
+    // poll. One Atomics.load when no other CPU deferred anything.
+    skbDeferFreeFlush(sd.cpu);
     if (sd.count === 0 || toPoll === 0) break;
     const n = sd.pollList[sd.head] as NapiStruct;
     sd.pollList[sd.head] = null;

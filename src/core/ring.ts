@@ -166,7 +166,7 @@ export function ringPushBulk(r: SkbRing, src: Uint32Array, off: number, n: numbe
     r.cachedHead = Atomics.load(i32, r.headIdx);
     room = r.size - ((tail - r.cachedHead) | 0);
   }
-  const k = n < room ? n : room;
+  const k = Math.min(n, room);
   if (k < n) r.f64[r.pushFullIdx]++;
   if (k <= 0) return 0;
   const u32 = r.u32;
@@ -209,7 +209,7 @@ export function ringPopBulk(r: SkbRing, dst: Uint32Array, off: number, n: number
     r.cachedTail = Atomics.load(i32, r.tailIdx);
     avail = (r.cachedTail - head) | 0;
   }
-  const k = n < avail ? n : avail;
+  const k = Math.min(n, avail);
   if (k <= 0) {
     // n > 0 here means the tail was just re-read: the ring really is empty.
     if (n > 0) r.f64[r.popEmptyIdx]++;

@@ -7,6 +7,7 @@ export * from "./alloc.js";
 export * from "./clone.js";
 export * from "./cpu.js";
 export * from "./data.js";
+export * from "./defer.js";
 export * from "./drop-reason.js";
 export * from "./free.js";
 export * from "./layout.js";
