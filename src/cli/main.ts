@@ -22,6 +22,7 @@ import { ALLOC_CASES, type AllocCase, formatAllocBench, runAllocBench } from "..
 import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } from "../bench/router.js";
 import { formatWorkersBench, runWorkersBench } from "../bench/workers.js";
 import { formatCpumapBench, runCpumapBench } from "../smp/cpumap-bench.js";
+import { formatDeferBench, runDeferBench } from "../bench/defer.js";
 import { fmtBytes } from "../mm/arena.js";
 import { KMALLOC_SIZES } from "../mm/kmalloc.js";
 import { kmemCacheInfo, type SlabInfo } from "../mm/slab.js";
@@ -60,6 +61,8 @@ Usage:
                                  an idiomatic-Node baseline (the default)
   skb bench cpumap [--packets N] redirect frames between two worker CPUs; heads built
                                  in bulk (8 per napiSkbCacheGetBulk) vs one by one
+  skb bench defer [--packets N]  frees on a remote worker CPU: deferred to the
+                                 allocating CPU (skbAttemptDeferFree) vs freed there
   skb bench alloc [options]      measure packet-head allocation: slab, slab bulk,
                                  the per-CPU NAPI head cache, JS objects, Buffers
   skb slabinfo [options]         carve an arena, push packets through the NAPI
@@ -214,7 +217,8 @@ async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err:
   const sub = pos[0] ?? "router";
   if (sub === "router") return await cmdBenchRouter(pos.slice(1), v, out, err);
   if (sub === "cpumap") return await cmdBenchCpumap(pos.slice(1), v, out, err);
-  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc, cpumap)`);
+  if (sub === "defer") return await cmdBenchDefer(pos.slice(1), v, out, err);
+  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc, cpumap, defer)`);
   if (pos.length > 1) throw new UsageError(`bench alloc: unexpected argument '${pos[1]}'`);
   if (v.duration !== undefined || v.svg !== undefined) throw new UsageError("bench alloc: --duration and --svg belong to the router benchmark");
   let cases: AllocCase[] | undefined;
@@ -309,6 +313,16 @@ async function cmdBenchCpumap(pos: string[], v: Values, out: (s: string) => void
   if (tty) err("");
   out(v.json === true ? JSON.stringify(res, null, 2) : formatCpumapBench(res));
   return res.accounting.ok ? 0 : 1;
+}
+
+async function cmdBenchDefer(pos: string[], v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  if (pos.length > 0) throw new UsageError(`bench defer: unexpected argument '${pos[0]}'`);
+  const packets = parseIntFlag(v.packets, "--packets", 1_000_000, 64);
+  const rounds = parseIntFlag(v.rounds, "--rounds", 5, 1);
+  const res = await runDeferBench({ packets, rounds });
+  if (process.stderr.isTTY === true && v.json !== true) err("");
+  out(v.json === true ? JSON.stringify(res, null, 2) : formatDeferBench(res));
+  return 0;
 }
 
 async function cmdBenchWorkers(v: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {

@@ -156,6 +156,13 @@ describe("skb CLI", () => {
     assert.equal(j.accounting.ok, true);
   });
 
+  it("bench defer compares remote frees deferred vs freed in place", () => {
+    const r = skb(["bench", "defer", "--packets", "20000", "--rounds", "1", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.ok(Array.isArray(j.results) && j.results.length > 0);
+  });
+
   it("bad flags and commands exit 2 with a clear message", () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command 'frobnicate'/],
