@@ -1,0 +1,516 @@
+// skbuff native TAP support: what Node cannot do by itself.
+//
+//   open(name, flags)            open /dev/net/tun, TUNSETIFF (IFF_TAP | IFF_NO_PI
+//                                | optional IFF_VNET_HDR / IFF_MULTI_QUEUE), O_NONBLOCK
+//   setOffload(fd, flags, name)  TUNSETOFFLOAD (TUN_F_*): what the kernel may hand us
+//   setVnetHdrSize(fd, n, name)  TUNSETVNETHDRSZ (10 or 12)
+//   readBurst(...)               up to `max` frames read straight into the arena
+//   writeBurst(...)              frames written straight from the arena (writev)
+//   close(fd)
+//   TapPoll(fd, cb)              a uv_poll_t: cb() when the fd becomes readable
+//
+// The arena is a SharedArrayBuffer. Node 20's Node-API has no accessor for a
+// SharedArrayBuffer itself, but a typed array over one hands out its data
+// pointer: every call takes the arena as a Uint8Array over the whole buffer
+// (the `u8` view the TypeScript side already has). Offsets, capacities and
+// lengths travel in caller-owned Uint32Arrays, so a burst allocates nothing
+// on either side. Every iovec is bounds-checked against the arena: a bad
+// offset is a thrown RangeError, never a write outside the buffer.
+//
+// Errors name the device and the errno, e.g.
+//   "tap skbt1: TUNSETIFF: Operation not permitted (need root or CAP_NET_ADMIN)".
+
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+// Older uapi headers lack the newer offload bits; the values are ABI.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+#ifndef IFF_MULTI_QUEUE
+#define IFF_MULTI_QUEUE 0x0100
+#endif
+
+namespace {
+
+// Frames per burst and iovecs per frame the native side accepts.
+constexpr uint32_t kMaxBurst = 1024;
+// UIO_MAXIOV: the kernel's limit on iovecs per readv/writev.
+constexpr uint32_t kMaxIov = 1024;
+// A read frame spans at most this many buffers (head + MAX_SKB_FRAGS).
+constexpr uint32_t kMaxReadSegs = 64;
+
+std::string ErrnoText(int err) {
+  char buf[128];
+  // GNU strerror_r returns the message (maybe not in buf).
+  const char* s = strerror_r(err, buf, sizeof buf);
+  return std::string(s);
+}
+
+// "(need root or CAP_NET_ADMIN)" and friends: what to do about an errno.
+std::string Hint(int err) {
+  switch (err) {
+    case EPERM:
+    case EACCES:
+      return " (need root or CAP_NET_ADMIN)";
+    case EBUSY:
+      return " (the interface exists with other flags, or its queues are all attached)";
+    case ENODEV:
+      return " (is the tun module loaded? modprobe tun)";
+    default:
+      return "";
+  }
+}
+
+Napi::Value ThrowErrno(Napi::Env env, const std::string& what, int err) {
+  Napi::Error e = Napi::Error::New(env, what + ": " + ErrnoText(err) + Hint(err));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, what));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowRange(Napi::Env env, const std::string& msg) {
+  Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowType(Napi::Env env, const std::string& msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool GetInt(const Napi::CallbackInfo& info, size_t i, const char* op, const char* what, int64_t lo, int64_t hi, int64_t* out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsNumber()) {
+    ThrowType(env, std::string(op) + ": " + what + " must be a number");
+    return false;
+  }
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  int64_t v = static_cast<int64_t>(d);
+  if (static_cast<double>(v) != d || v < lo || v > hi) {
+    ThrowRange(env, std::string(op) + ": " + what + " " + std::to_string(d) + " out of range " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+// The arena: a Uint8Array over the SharedArrayBuffer.
+bool GetArena(const Napi::CallbackInfo& info, size_t i, const char* op, uint8_t** base, size_t* len) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowType(env, std::string(op) + ": the arena must be a Uint8Array over the SharedArrayBuffer");
+    return false;
+  }
+  Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
+  *base = a.Data();
+  *len = a.ByteLength();
+  return true;
+}
+
+bool GetU32s(const Napi::CallbackInfo& info, size_t i, const char* op, const char* what, size_t need, uint32_t** out) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    ThrowType(env, std::string(op) + ": " + what + " must be a Uint32Array");
+    return false;
+  }
+  Napi::Uint32Array a = info[i].As<Napi::Uint32Array>();
+  if (a.ElementLength() < need) {
+    ThrowRange(env, std::string(op) + ": " + what + " has " + std::to_string(a.ElementLength()) + " entries, needs " +
+                        std::to_string(need));
+    return false;
+  }
+  *out = a.Data();
+  return true;
+}
+
+// Optional Int32Array(>=1) that receives the errno that stopped a burst.
+bool GetStatus(const Napi::CallbackInfo& info, size_t i, const char* op, int32_t** out) {
+  *out = nullptr;
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return true;
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[i].As<Napi::Int32Array>().ElementLength() < 1) {
+    ThrowType(info.Env(), std::string(op) + ": status must be an Int32Array of length >= 1");
+    return false;
+  }
+  *out = info[i].As<Napi::Int32Array>().Data();
+  return true;
+}
+
+// open(name: string, flags: number) -> { fd, name }
+// flags: IFF_VNET_HDR and/or IFF_MULTI_QUEUE; IFF_TAP | IFF_NO_PI are always set.
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "tap open: name must be a string");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return ThrowRange(env, "tap '" + name + "': interface names are 1.." + std::to_string(IFNAMSIZ - 1) + " bytes");
+  }
+  int64_t extra = 0;
+  if (!GetInt(info, 1, "tap open", "flags", 0, 0xffff, &extra)) return env.Undefined();
+  if ((extra & ~static_cast<int64_t>(IFF_VNET_HDR | IFF_MULTI_QUEUE)) != 0) {
+    return ThrowRange(env, "tap " + name + ": only IFF_VNET_HDR and IFF_MULTI_QUEUE may be asked for");
+  }
+  const std::string who = "tap " + name;
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENXIO || err == ENODEV) {
+      return ThrowErrno(env, who + ": /dev/net/tun missing (load the tun module: modprobe tun); open /dev/net/tun", err);
+    }
+    return ThrowErrno(env, who + ": open /dev/net/tun", err);
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | extra);
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    ::close(fd);
+    return ThrowErrno(env, who + ": TUNSETIFF", err);
+  }
+  // O_NONBLOCK was asked for at open; make sure it survived (it does on every kernel seen).
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+    int err = errno;
+    ::close(fd);
+    return ThrowErrno(env, who + ": fcntl(O_NONBLOCK)", err);
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("fd", Napi::Number::New(env, fd));
+  ifr.ifr_name[IFNAMSIZ - 1] = 0;
+  r.Set("name", Napi::String::New(env, ifr.ifr_name));
+  return r;
+}
+
+// setOffload(fd, flags, name): TUNSETOFFLOAD.
+Napi::Value SetOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, flags = 0;
+  if (!GetInt(info, 0, "setOffload", "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+  if (!GetInt(info, 1, "setOffload", "flags", 0, 0xff, &flags)) return env.Undefined();
+  std::string name = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "?";
+  if (ioctl(static_cast<int>(fd), TUNSETOFFLOAD, static_cast<unsigned long>(flags)) < 0) {
+    char hex[16];
+    snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(flags));
+    return ThrowErrno(env, "tap " + name + ": TUNSETOFFLOAD(" + hex + ")", errno);
+  }
+  return env.Undefined();
+}
+
+// setVnetHdrSize(fd, size, name): TUNSETVNETHDRSZ, and TUNSETVNETLE so the
+// header is little-endian (virtio 1.0) on any host (best effort: LE hosts need nothing).
+Napi::Value SetVnetHdrSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, size = 0;
+  if (!GetInt(info, 0, "setVnetHdrSize", "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+  if (!GetInt(info, 1, "setVnetHdrSize", "size", 10, 64, &size)) return env.Undefined();
+  std::string name = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "?";
+  int sz = static_cast<int>(size);
+  if (ioctl(static_cast<int>(fd), TUNSETVNETHDRSZ, &sz) < 0) {
+    return ThrowErrno(env, "tap " + name + ": TUNSETVNETHDRSZ(" + std::to_string(sz) + ")", errno);
+  }
+#ifdef TUNSETVNETLE
+  int le = 1;
+  (void)ioctl(static_cast<int>(fd), TUNSETVNETLE, &le);
+#endif
+  return env.Undefined();
+}
+
+// readBurst(fd, arena, offsets, caps, lens, max, segs, status?) -> frames read
+//
+// Frame i is read with one readv over the iovecs [i*segs, i*segs + segs)
+// (offsets into the arena and their capacities; a capacity of 0 ends the
+// list early). lens[i] receives what the read returned, which is
+// min(frame, buffers): lens[i] == sum(caps) means the frame may have been
+// cut (keep one spare byte to tell). Stops at max frames, at EAGAIN
+// (status[0] = 0) or at another error (status[0] = errno). Never throws for
+// I/O errors; throws for bad arguments.
+Napi::Value ReadBurst(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "readBurst";
+  int64_t fd = 0, max = 0, segs = 0;
+  uint8_t* base = nullptr;
+  size_t alen = 0;
+  uint32_t *offs = nullptr, *caps = nullptr, *lens = nullptr;
+  int32_t* status = nullptr;
+  if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+  if (!GetArena(info, 1, op, &base, &alen)) return env.Undefined();
+  if (!GetInt(info, 5, op, "max", 0, kMaxBurst, &max)) return env.Undefined();
+  if (!GetInt(info, 6, op, "segs", 1, kMaxReadSegs, &segs)) return env.Undefined();
+  const size_t nio = static_cast<size_t>(max * segs);
+  if (!GetU32s(info, 2, op, "offsets", nio, &offs)) return env.Undefined();
+  if (!GetU32s(info, 3, op, "caps", nio, &caps)) return env.Undefined();
+  if (!GetU32s(info, 4, op, "lens", static_cast<size_t>(max), &lens)) return env.Undefined();
+  if (!GetStatus(info, 7, op, &status)) return env.Undefined();
+  // Validate every iovec before the first read: all or nothing.
+  for (size_t k = 0; k < nio; k++) {
+    if (static_cast<uint64_t>(offs[k]) + caps[k] > alen) {
+      return ThrowRange(env, std::string(op) + ": iovec " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" +
+                                 std::to_string(caps[k]) + ") is outside the arena (" + std::to_string(alen) + " bytes)");
+    }
+  }
+  struct iovec iov[kMaxReadSegs];
+  int32_t stop = 0;
+  int64_t n = 0;
+  while (n < max) {
+    const uint32_t* o = offs + n * segs;
+    const uint32_t* c = caps + n * segs;
+    int cnt = 0;
+    for (int64_t k = 0; k < segs && c[k] != 0; k++) {
+      iov[cnt].iov_base = base + o[k];
+      iov[cnt].iov_len = c[k];
+      cnt++;
+    }
+    if (cnt == 0) return ThrowRange(env, std::string(op) + ": frame " + std::to_string(n) + " has no buffer (caps are 0)");
+    ssize_t r = readv(static_cast<int>(fd), iov, cnt);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) stop = errno;
+      break;
+    }
+    lens[n] = static_cast<uint32_t>(r);
+    n++;
+  }
+  if (status != nullptr) status[0] = stop;
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// writeBurst(fd, arena, offsets, lens, n, counts | null, status?) -> frames written
+//
+// Without counts, frame i is the one piece (offsets[i], lens[i]). With
+// counts, frame i is the next counts[i] pieces (a gather: vnet header,
+// linear part, page frags ...), written with one writev. The kernel takes a
+// TAP frame whole or not at all. Stops at the first frame it refuses and
+// reports that frame's errno in status[0] (EAGAIN included; 0 when all n were
+// written). Throws only for bad arguments.
+Napi::Value WriteBurst(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "writeBurst";
+  int64_t fd = 0, n = 0;
+  uint8_t* base = nullptr;
+  size_t alen = 0;
+  uint32_t *offs = nullptr, *lens = nullptr, *counts = nullptr;
+  int32_t* status = nullptr;
+  if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+  if (!GetArena(info, 1, op, &base, &alen)) return env.Undefined();
+  if (!GetInt(info, 4, op, "n", 0, kMaxBurst, &n)) return env.Undefined();
+  size_t pieces = static_cast<size_t>(n);
+  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
+    if (!GetU32s(info, 5, op, "counts", static_cast<size_t>(n), &counts)) return env.Undefined();
+    pieces = 0;
+    for (int64_t i = 0; i < n; i++) {
+      if (counts[i] == 0 || counts[i] > kMaxIov) {
+        return ThrowRange(env, std::string(op) + ": frame " + std::to_string(i) + " has " + std::to_string(counts[i]) +
+                                   " pieces (1.." + std::to_string(kMaxIov) + ")");
+      }
+      pieces += counts[i];
+    }
+  }
+  if (!GetU32s(info, 2, op, "offsets", pieces, &offs)) return env.Undefined();
+  if (!GetU32s(info, 3, op, "lens", pieces, &lens)) return env.Undefined();
+  if (!GetStatus(info, 6, op, &status)) return env.Undefined();
+  for (size_t k = 0; k < pieces; k++) {
+    if (static_cast<uint64_t>(offs[k]) + lens[k] > alen) {
+      return ThrowRange(env, std::string(op) + ": piece " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" +
+                                 std::to_string(lens[k]) + ") is outside the arena (" + std::to_string(alen) + " bytes)");
+    }
+  }
+  static thread_local struct iovec iov[kMaxIov];
+  int32_t stop = 0;
+  int64_t i = 0;
+  size_t at = 0;
+  while (i < n) {
+    const uint32_t cnt = counts != nullptr ? counts[i] : 1;
+    for (uint32_t k = 0; k < cnt; k++) {
+      iov[k].iov_base = base + offs[at + k];
+      iov[k].iov_len = lens[at + k];
+    }
+    ssize_t r = writev(static_cast<int>(fd), iov, static_cast<int>(cnt));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      stop = errno;
+      break;
+    }
+    at += cnt;
+    i++;
+  }
+  if (status != nullptr) status[0] = stop;
+  return Napi::Number::New(env, static_cast<double>(i));
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0;
+  if (!GetInt(info, 0, "close", "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+  if (::close(static_cast<int>(fd)) < 0 && errno != EINTR) return ThrowErrno(env, "close(" + std::to_string(fd) + ")", errno);
+  return env.Undefined();
+}
+
+// strerror for JS (cold: error reports).
+Napi::Value StrError(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t err = 0;
+  if (!GetInt(info, 0, "strerror", "errno", 0, 4095, &err)) return env.Undefined();
+  return Napi::String::New(env, ErrnoText(static_cast<int>(err)));
+}
+
+// TapPoll: readiness of one fd through libuv (uv_poll_t, level-triggered).
+//
+//   const p = new TapPoll(fd, (status) => { ... });  // status 0, or a negative libuv error
+//   p.start();   // watch for readable (idempotent)
+//   p.stop();    // stop watching (idempotent)
+//   p.close();   // release the handle (idempotent; also done at GC)
+//
+// The NAPI pattern uses it as an interrupt line: the callback stops the
+// watch and schedules NAPI; the poll re-arms it with start() once the fd is
+// drained. An active watch keeps the event loop alive, like a socket.
+class TapPoll : public Napi::ObjectWrap<TapPoll> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "TapPoll",
+                       {InstanceMethod<&TapPoll::Start>("start"), InstanceMethod<&TapPoll::Stop>("stop"),
+                        InstanceMethod<&TapPoll::CloseHandle>("close")});
+  }
+
+  explicit TapPoll(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapPoll>(info) {
+    Napi::Env env = info.Env();
+    int64_t fd = 0;
+    if (!GetInt(info, 0, "TapPoll", "fd", 0, 0x7fffffff, &fd)) return;
+    if (info.Length() < 2 || !info[1].IsFunction()) {
+      ThrowType(env, "TapPoll: callback must be a function");
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      Napi::Error::New(env, "TapPoll: no libuv loop").ThrowAsJavaScriptException();
+      return;
+    }
+    handle_ = new uv_poll_t;
+    int rc = uv_poll_init(loop, handle_, static_cast<int>(fd));
+    if (rc != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      Napi::Error::New(env, std::string("TapPoll: uv_poll_init(fd ") + std::to_string(fd) + "): " + uv_strerror(rc))
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    handle_->data = this;
+    env_ = env;
+    cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    ctx_ = std::make_unique<Napi::AsyncContext>(env, "skbuff:TapPoll");
+  }
+
+  ~TapPoll() override { Release(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (handle_ == nullptr) return ThrowRange(info.Env(), "TapPoll.start: the handle is closed");
+    if (!active_) {
+      int rc = uv_poll_start(handle_, UV_READABLE, OnReady);
+      if (rc != 0) {
+        Napi::Error::New(info.Env(), std::string("TapPoll.start: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
+        return info.Env().Undefined();
+      }
+      active_ = true;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr && active_) {
+      uv_poll_stop(handle_);
+      active_ = false;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value CloseHandle(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  void Release() {
+    if (handle_ == nullptr) return;
+    uv_poll_stop(handle_);
+    active_ = false;
+    handle_->data = nullptr;
+    // The handle memory is freed once libuv is done with it.
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    handle_ = nullptr;
+    // cb_ / ctx_ go with the object (or now, to drop the function early).
+    cb_.Reset();
+  }
+
+  static void OnReady(uv_poll_t* h, int status, int /*events*/) {
+    TapPoll* self = static_cast<TapPoll*>(h->data);
+    if (self == nullptr || self->cb_.IsEmpty()) return;
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    // MakeCallback: async hooks see it, and process.nextTick / microtasks run after it.
+    self->cb_.MakeCallback(env.Global(), {Napi::Number::New(env, status)}, *self->ctx_);
+    if (env.IsExceptionPending()) {
+      // Nobody up the stack can catch it: report it like any uncaught exception.
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  uv_poll_t* handle_ = nullptr;
+  bool active_ = false;
+  napi_env env_ = nullptr;
+  Napi::FunctionReference cb_;
+  std::unique_ptr<Napi::AsyncContext> ctx_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("open", Napi::Function::New<Open>(env, "open"));
+  exports.Set("setOffload", Napi::Function::New<SetOffload>(env, "setOffload"));
+  exports.Set("setVnetHdrSize", Napi::Function::New<SetVnetHdrSize>(env, "setVnetHdrSize"));
+  exports.Set("readBurst", Napi::Function::New<ReadBurst>(env, "readBurst"));
+  exports.Set("writeBurst", Napi::Function::New<WriteBurst>(env, "writeBurst"));
+  exports.Set("close", Napi::Function::New<Close>(env, "close"));
+  exports.Set("strerror", Napi::Function::New<StrError>(env, "strerror"));
+  exports.Set("TapPoll", TapPoll::Init(env));
+  // The ABI constants the TypeScript side needs (from the headers this was built with).
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("IFF_TAP", Napi::Number::New(env, IFF_TAP));
+  c.Set("IFF_NO_PI", Napi::Number::New(env, IFF_NO_PI));
+  c.Set("IFF_VNET_HDR", Napi::Number::New(env, IFF_VNET_HDR));
+  c.Set("IFF_MULTI_QUEUE", Napi::Number::New(env, IFF_MULTI_QUEUE));
+  c.Set("TUN_F_CSUM", Napi::Number::New(env, TUN_F_CSUM));
+  c.Set("TUN_F_TSO4", Napi::Number::New(env, TUN_F_TSO4));
+  c.Set("TUN_F_TSO6", Napi::Number::New(env, TUN_F_TSO6));
+  c.Set("TUN_F_TSO_ECN", Napi::Number::New(env, TUN_F_TSO_ECN));
+  c.Set("TUN_F_UFO", Napi::Number::New(env, TUN_F_UFO));
+  c.Set("TUN_F_USO4", Napi::Number::New(env, TUN_F_USO4));
+  c.Set("TUN_F_USO6", Napi::Number::New(env, TUN_F_USO6));
+  c.Set("EAGAIN", Napi::Number::New(env, EAGAIN));
+  c.Set("EIO", Napi::Number::New(env, EIO));
+  c.Set("EINVAL", Napi::Number::New(env, EINVAL));
+  c.Set("EBADFD", Napi::Number::New(env, EBADFD));
+  exports.Set("constants", c);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(skbuff_tap, Init)

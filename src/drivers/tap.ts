@@ -1,0 +1,938 @@
+/**
+ * A Linux TAP net device (drivers/net/tun.c seen from user space): frames
+ * move between the kernel's TAP interface and this process's arena through
+ * the native addon, with no copy through a JavaScript Buffer.
+ *
+ * ```
+ *  receive ("IRQ" = the fd turned readable, libuv uv_poll_t; the watch is
+ *           stopped, NAPI scheduled, the softirq raised):
+ *    poll(budget):  refill: the slots the last burst used get fresh page-pool pages
+ *                   readBurst: up to min(slots, budget left) frames, one readv each,
+ *                              straight into the pages (vnet header into the headroom)
+ *                   each frame: checks -> napiBuildSkb around the head page,
+ *                              further pages as frags, virtio header -> csum / GSO
+ *                              fields, dev, counters -> recv(cpu, napi, skb)   (like veth's)
+ *                   less than budget: napiCompleteDone, re-arm the watch
+ *
+ *  transmit (xmit = ndo_start_xmit): one writev per frame, gathered straight
+ *    from the arena: [virtio header] + linear part + page frags + frag_list
+ *    members (no linearising), then napiConsumeSkb.
+ *      vnet header : GSO skbs go out whole (super-frames) with gso_type /
+ *                    gso_size / NEEDS_CSUM filled, the checksum left PARTIAL
+ *      no header   : GSO skbs are segmented in software (skbGsoSegment) and
+ *                    the segments written as one burst; CHECKSUM_PARTIAL is
+ *                    completed in software (skbChecksumHelp)
+ * ```
+ *
+ * RX slot layout (one slot = one frame; `segs` page-pool pages):
+ *
+ * ```
+ *  head page (4096)                                                        frag pages (4096 each)
+ *  +-----------+--------+----------------------------------+----------+  +------+  +------+
+ *  | headroom  | virtio | frame: Ethernet ... (headCap =    | shinfo   |  | ...  |  | ...  |
+ *  | 64 - hlen | header | 4096 - 64 - 320 = 3712 bytes)     | (320)    |  |      |  |      |
+ *  +-----------+--------+----------------------------------+----------+  +------+  +------+
+ *  iov[0] starts at page + NET_SKB_PAD - hlen, so skb->data = page + NET_SKB_PAD;
+ *  iov[1..] are whole pages, used only by frames longer than headCap.
+ *  A read returns min(frame, buffers): a read that fills a slot exactly is
+ *  taken as cut (rxTruncated), so every slot keeps one spare byte.
+ * ```
+ *
+ * `segs` is 1 unless frames can exceed one page: MTU over 3693, or TSO/USO
+ * offload asked for (TUNSETOFFLOAD), when a 64 KiB super-frame needs the head
+ * page and 16 frag pages. Pages a frame did not use stay posted for the next
+ * read (virtio-net's "big packets" scheme), so a slot costs `segs` pages
+ * while idle: 16 slots × 17 pages in TSO mode by default.
+ *
+ * Accounting: every frame read counts in `rxFrames`; it either becomes an
+ * skb (`dev` RX_PACKETS, then delivered or dropped above) or is dropped here
+ * by reason (truncated, runt, bad virtio header, no skb head):
+ * `rxFrames = RX_PACKETS + rxTruncated + rxRunt + rxBadVnetHdr + rxNomem`.
+ * A transmit the kernel refuses returns NETDEV_TX_BUSY (the core frees the
+ * skb as a FULL_RING drop; the tap's counters keep the errno class), as the
+ * UDP tunnel does.
+ *
+ * The virtio header and its skb conversions live in `virtio-net-hdr.ts`,
+ * the native calls behind `native/tap-addon.ts`.
+ *
+ * Hot paths allocate no JS objects: index arrays are per device, the
+ * native calls take them as typed arrays. Setup and teardown are cold.
+ *
+ * @module
+ */
+
+import { kfree } from "../mm/mm.js";
+import { kmalloc } from "../mm/kmalloc.js";
+import { type PagePool, pagePoolAllocPage, pagePoolPutPage } from "../mm/page-pool.js";
+import { be16, skbHeadlen } from "../skb/access.js";
+import { napiBuildSkb } from "../skb/alloc.js";
+import type { SkbCpu } from "../skb/cpu.js";
+import { __skbPut, skbAddRxFrag, skbReserve } from "../skb/data.js";
+import { SKB_DROP_REASON } from "../skb/drop-reason.js";
+import { kfreeSkbReason, napiConsumeSkb } from "../skb/free.js";
+import {
+  CHECKSUM_PARTIAL,
+  CHECKSUM_UNNECESSARY,
+  FRAG_DESC_SIZE,
+  FRAG_OFFSET,
+  FRAG_PAGE,
+  FRAG_SIZE,
+  MAX_SKB_FRAGS,
+  NET_SKB_PAD,
+  SHINFO_FRAG_LIST,
+  SHINFO_FRAGS,
+  SHINFO_GSO_SIZE,
+  SHINFO_NR_FRAGS,
+  SHINFO_SIZE,
+  SKB_DATA,
+  SKB_DATA_LEN,
+  SKB_DEV,
+  SKB_END,
+  SKB_FLAGS,
+  SKB_HEAD,
+  SKB_IP_SUMMED,
+  SKB_LEN,
+  SKB_MAC_HEADER,
+  SKB_NETWORK_HEADER,
+  SKB_NEXT,
+  SKB_PROTOCOL,
+  SKB_QUEUE_MAPPING,
+  SKBF_PP_RECYCLE,
+} from "../skb/layout.js";
+import { skbChecksumHelp } from "../net/ipv4.js";
+import { ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, VLAN_ETH_HLEN } from "../net/proto.js";
+import { __vlanHwaccelPushInside, skbVlanTagPresent } from "../net/vlan.js";
+import { skbGsoSegment } from "../core/gso.js";
+import {
+  devCountRx,
+  devDropSkb,
+  NETDEV_TX_BUSY,
+  NETDEV_TX_OK,
+  type NetDevice,
+  type NetNamespace,
+  NETIF_F_HW_CSUM,
+  NETIF_F_SG,
+  RX_DROPPED,
+  RX_ERRORS,
+  TX_ERRORS,
+} from "../core/netdev.js";
+import {
+  NAPI_POLL_WEIGHT,
+  type NapiStruct,
+  napiCompleteDone,
+  napiDisable,
+  napiSchedule,
+  netifNapiAdd,
+  type Softnet,
+} from "../core/napi.js";
+import { raiseNetRxSoftirq } from "../core/loop.js";
+import { type TapAddon, tapAddon, type TapPollHandle } from "../native/tap-addon.js";
+import {
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_LEN,
+  VIRTIO_NET_HDR_MRG_RXBUF_LEN,
+  virtioNetGsoSetPartial,
+  virtioNetHdrFromSkb,
+  virtioNetHdrToSkb,
+  VNET_HDR_FLAGS,
+} from "./virtio-net-hdr.js";
+import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy } from "./host-common.js";
+
+// ---- TUNSETIFF / TUNSETOFFLOAD values (include/uapi/linux/if_tun.h), ABI ------------------
+export const IFF_TAP = 0x0002;
+export const IFF_NO_PI = 0x1000;
+export const IFF_VNET_HDR = 0x4000;
+export const IFF_MULTI_QUEUE = 0x0100;
+/** Offload: we can take frames whose checksum is left PARTIAL (NEEDS_CSUM). */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_TSO_ECN = 0x08;
+export const TUN_F_UFO = 0x10;
+/** USO for IPv4 / IPv6 (kernel 6.2+, and only the two together; otherwise TUNSETOFFLOAD fails with EINVAL). */
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
+/** Default offload with a vnet header: checksum offload and TCP super-frames. */
+export const TAP_OFFLOAD_DEFAULT = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+/** Offload bits that let the kernel hand us frames longer than the MTU. */
+const TUN_F_GSO_ANY = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6;
+
+/** Frame bytes the head page of an RX slot holds (after NET_SKB_PAD, before the shared info). */
+export const TAP_HEAD_CAP = HOST_BUF_SIZE - NET_SKB_PAD - SHINFO_SIZE;
+/** Largest GSO frame the kernel hands a TAP (gso_max_size 65536) plus a VLAN Ethernet header. */
+export const TAP_GSO_MAX_FRAME = 65536 + VLAN_ETH_HLEN;
+/** Most pieces one transmitted frame may gather (UIO_MAXIOV). */
+export const TAP_TX_MAX_PIECES = 1024;
+/** Most frames one transmit burst carries (GSO segments written in software). */
+export const TAP_TX_MAX_FRAMES = 256;
+
+// ---- counters --------------------------------------------------------------------------------
+export const TAP_RX_FRAMES = 0;
+export const TAP_RX_BYTES = 1;
+export const TAP_TX_FRAMES = 2;
+export const TAP_TX_BYTES = 3;
+/** Frame that filled the RX buffers: the kernel cut it (a read returns min(frame, buffers)). */
+export const TAP_RX_TRUNCATED = 4;
+/** Shorter than an Ethernet header (after the virtio header). */
+export const TAP_RX_RUNT = 5;
+/** Virtio header the device cannot honour (unknown GSO type, csum offsets out of the frame, GSO without NEEDS_CSUM). */
+export const TAP_RX_BAD_VNET_HDR = 6;
+/** No skb head for a frame read (the frame is dropped, its pages stay posted). */
+export const TAP_RX_NOMEM = 7;
+/** Polls that could post no buffer (page pool empty): frames wait in the kernel queue. */
+export const TAP_RX_NO_BUFFERS = 8;
+/** read errors other than EAGAIN (the queue stops: EBADFD = the interface is gone). */
+export const TAP_RX_ERRORS = 9;
+/** Received GSO super-frames (gso_size set). */
+export const TAP_RX_GSO = 10;
+/** Received with NEEDS_CSUM (CHECKSUM_PARTIAL). */
+export const TAP_RX_CSUM_PARTIAL = 11;
+/** Received with DATA_VALID (CHECKSUM_UNNECESSARY). */
+export const TAP_RX_CSUM_VALID = 12;
+/** Transmitted GSO super-frames. */
+export const TAP_TX_GSO = 13;
+/** Transmitted with NEEDS_CSUM. */
+export const TAP_TX_CSUM_PARTIAL = 14;
+/** CHECKSUM_PARTIAL completed in software before a write without vnet header. */
+export const TAP_TX_CSUM_HELP = 15;
+/** GSO skbs segmented in software (no vnet header). */
+export const TAP_TX_GSO_SEGMENTED = 16;
+/** Writes refused with EAGAIN. */
+export const TAP_TX_BUSY = 17;
+/** Writes refused with EIO: the kernel side of the interface is down. */
+export const TAP_TX_CARRIER = 18;
+/** Writes refused with another errno (EINVAL: the kernel rejected the frame or its virtio header). */
+export const TAP_TX_ERRORS = 19;
+/** Transmits the device could not prepare (checksum help, GSO, VLAN push, too many pieces, closed). */
+export const TAP_TX_PREP_FAIL = 20;
+/** Readiness callbacks ("interrupts"). */
+export const TAP_IRQS = 21;
+/** NAPI polls. */
+export const TAP_POLLS = 22;
+/** readBurst calls. */
+export const TAP_READ_BURSTS = 23;
+export const TAP_STAT_MAX = 24;
+export const TAP_STAT_NAMES = [
+  "rxFrames",
+  "rxBytes",
+  "txFrames",
+  "txBytes",
+  "rxTruncated",
+  "rxRunt",
+  "rxBadVnetHdr",
+  "rxNomem",
+  "rxNoBuffers",
+  "rxErrors",
+  "rxGso",
+  "rxCsumPartial",
+  "rxCsumValid",
+  "txGso",
+  "txCsumPartial",
+  "txCsumHelp",
+  "txGsoSegmented",
+  "txBusy",
+  "txCarrier",
+  "txErrors",
+  "txPrepFail",
+  "irqs",
+  "polls",
+  "readBursts",
+] as const;
+
+/** What the device does with each received skb (eth_type_trans + the stack), as veth's recv. */
+export type TapRecvFn = (cpu: SkbCpu, napi: NapiStruct, skb: number) => void;
+
+/** Options of {@link tapCreate}. */
+export interface TapOptions {
+  /** Kernel interface name (1..15 bytes; "%d" lets the kernel number it). */
+  name: string;
+  /** Name of the device in `ns` (default: the kernel name). */
+  devName?: string;
+  /** Device MTU (default 1500): RX buffers take MTU + a VLAN Ethernet header; keep the kernel side's MTU the same. */
+  mtu?: number;
+  /** This end's MAC ("aa:bb:cc:dd:ee:ff"); the kernel interface has its own. */
+  mac?: string;
+  /** IFF_VNET_HDR: every frame carries a struct virtio_net_hdr (checksum offload, GSO). Default false. */
+  vnetHdr?: boolean;
+  /** TUNSETVNETHDRSZ: 10 (virtio_net_hdr, default) or 12 (virtio 1.0 / mrg_rxbuf). */
+  vnetHdrSize?: number;
+  /** TUNSETOFFLOAD bits (TUN_F_*); default TAP_OFFLOAD_DEFAULT with a vnet header, and needs one. */
+  offload?: number;
+  /** Queues: more than 1 opens the interface with IFF_MULTI_QUEUE, one fd and one NAPI per queue. */
+  queues?: number;
+  /** RX slots per queue = most frames per readBurst (default 64, 16 when frames span pages). */
+  rxBurst?: number;
+  /** NAPI weight (default 64). */
+  weight?: number;
+  /** The receive path. */
+  recv: TapRecvFn;
+}
+
+/** One queue: an fd, its readiness watch, its NAPI and its RX slots. */
+export class TapQueue {
+  readonly index: number;
+  readonly fd: number;
+  readonly napi: NapiStruct;
+  poller: TapPollHandle | null = null;
+  /** The watch is started (the "interrupt" is enabled). */
+  armed = false;
+  /** A read failed with a persistent error: no more polling (see lastErrno). */
+  broken = false;
+  lastErrno = 0;
+  /** Posted pages: slot i, segment k at i * segs + k (0 = none). */
+  readonly slotPage: Uint32Array;
+  /** Leading segments of slot i that may lack a page (0 = fully posted). */
+  readonly slotNeed: Uint8Array;
+  /** readv iovecs, same indexing as slotPage. */
+  readonly iovOff: Uint32Array;
+  readonly iovCap: Uint32Array;
+  /** Lengths the kernel reported per slot. */
+  readonly lens: Uint32Array;
+
+  /** Use {@link tapCreate}. */
+  constructor(index: number, fd: number, napi: NapiStruct, slots: number, segs: number, hdrLen: number) {
+    this.index = index;
+    this.fd = fd;
+    this.napi = napi;
+    this.slotPage = new Uint32Array(slots * segs);
+    this.slotNeed = new Uint8Array(slots).fill(segs);
+    this.iovOff = new Uint32Array(slots * segs);
+    this.iovCap = new Uint32Array(slots * segs);
+    for (let i = 0; i < slots; i++) {
+      this.iovCap[i * segs] = TAP_HEAD_CAP + hdrLen;
+      for (let k = 1; k < segs; k++) this.iovCap[i * segs + k] = HOST_BUF_SIZE;
+    }
+    this.lens = new Uint32Array(slots);
+  }
+}
+
+/** Private state of a TAP device. */
+export class TapPriv {
+  readonly addon: TapAddon;
+  readonly cpu: SkbCpu;
+  readonly dev: NetDevice;
+  /** The kernel's interface name (as TUNSETIFF returned it). */
+  readonly ifname: string;
+  /** 0 without IFF_VNET_HDR, else the virtio header size. */
+  readonly hdrLen: number;
+  readonly offload: number;
+  /** Pages per RX slot. */
+  readonly segs: number;
+  /** RX slots per queue. */
+  readonly slots: number;
+  /** Frame bytes (without the virtio header) the RX buffers of a slot hold; frames must be shorter. */
+  readonly rxCap: number;
+  readonly pool: PagePool;
+  readonly queues: TapQueue[];
+  recv: TapRecvFn;
+  /** A kmalloc'ed arena buffer holding the transmit virtio header (0 without one). */
+  readonly txHdr: number;
+  /** writeBurst pieces and per-frame piece counts (gathers). */
+  readonly txOff = new Uint32Array(TAP_TX_MAX_PIECES);
+  readonly txLen = new Uint32Array(TAP_TX_MAX_PIECES);
+  readonly txCounts = new Uint32Array(TAP_TX_MAX_FRAMES);
+  /** Segments of a software-segmented GSO skb, in burst order. */
+  readonly txSegs = new Uint32Array(TAP_TX_MAX_FRAMES);
+  /** errno out-parameter of the native bursts. */
+  readonly status = new Int32Array(1);
+  readonly stats = new Float64Array(TAP_STAT_MAX);
+  /** errno of the last refused write. */
+  lastTxErrno = 0;
+  closed = false;
+
+  /** Use {@link tapCreate}. */
+  constructor(
+    addon: TapAddon,
+    cpu: SkbCpu,
+    dev: NetDevice,
+    ifname: string,
+    hdrLen: number,
+    offload: number,
+    segs: number,
+    slots: number,
+    recv: TapRecvFn,
+  ) {
+    this.addon = addon;
+    this.cpu = cpu;
+    this.dev = dev;
+    this.ifname = ifname;
+    this.hdrLen = hdrLen;
+    this.offload = offload;
+    this.segs = segs;
+    this.slots = slots;
+    this.rxCap = TAP_HEAD_CAP + (segs - 1) * HOST_BUF_SIZE;
+    this.recv = recv;
+    this.queues = [];
+    this.pool = hostPoolCreate(cpu);
+    this.txHdr = hdrLen !== 0 ? kmalloc(cpu.kmalloc, 64) : 0;
+    if (hdrLen !== 0 && this.txHdr === 0) {
+      hostPoolDestroy(cpu, this.pool);
+      throw new Error(`tap ${ifname}: out of kmalloc memory for the transmit virtio header`);
+    }
+  }
+}
+
+function privOf(dev: NetDevice): TapPriv {
+  return dev.priv as TapPriv;
+}
+
+function queueOf(p: TapPriv, napi: NapiStruct): TapQueue {
+  const qs = p.queues;
+  for (let i = 1; i < qs.length; i++) if ((qs[i] as TapQueue).napi === napi) return qs[i] as TapQueue;
+  return qs[0] as TapQueue;
+}
+
+// ---- receive ---------------------------------------------------------------------------------------
+
+/** A receive drop before any skb exists: device and tap counters. */
+function rxDropFrame(p: TapPriv, why: number, reason: number): void {
+  p.stats[why]++;
+  p.dev.stats[RX_DROPPED]++;
+  p.dev.drops[reason]++;
+}
+
+/**
+ * Post pages into slots 0..want-1 (only the segments a frame used since the
+ * last refill). Returns how many leading slots are complete: fewer than
+ * `want` when the page pool ran dry.
+ */
+function tapRxRefill(p: TapPriv, q: TapQueue, want: number): number {
+  const segs = p.segs;
+  const pad = NET_SKB_PAD - p.hdrLen;
+  for (let i = 0; i < want; i++) {
+    const need = q.slotNeed[i] as number;
+    if (need === 0) continue;
+    const base = i * segs;
+    for (let k = 0; k < need; k++) {
+      if ((q.slotPage[base + k] as number) !== 0) continue;
+      const page = pagePoolAllocPage(p.pool);
+      if (page === 0) return i;
+      q.slotPage[base + k] = page;
+      q.iovOff[base + k] = k === 0 ? page + pad : page;
+    }
+    q.slotNeed[i] = 0;
+  }
+  return want;
+}
+
+/** Turn slot `i` (a frame of `lens[i]` bytes read) into an skb for `recv`, or a counted drop. */
+function tapRxFrame(cpu: SkbCpu, p: TapPriv, q: TapQueue, napi: NapiStruct, i: number): void {
+  const dev = p.dev;
+  const n = q.lens[i] as number;
+  const hl = p.hdrLen;
+  p.stats[TAP_RX_FRAMES]++;
+  p.stats[TAP_RX_BYTES] += n;
+  // Drops before an skb exists leave the slot's pages posted for the next read.
+  // The kernel returns min(frame, buffers): a full buffer means the frame may have been cut.
+  if (n >= p.rxCap + hl) {
+    rxDropFrame(p, TAP_RX_TRUNCATED, SKB_DROP_REASON.PKT_TOO_BIG);
+    return;
+  }
+  const flen = n - hl;
+  if (flen < ETH_HLEN) {
+    rxDropFrame(p, TAP_RX_RUNT, SKB_DROP_REASON.PKT_TOO_SMALL);
+    return;
+  }
+  const base = i * p.segs;
+  const page = q.slotPage[base] as number;
+  const skb = napiBuildSkb(cpu, page, HOST_BUF_SIZE);
+  if (skb === 0) {
+    rxDropFrame(p, TAP_RX_NOMEM, SKB_DROP_REASON.NOMEM);
+    return;
+  }
+  // The pages now belong to the skb (pp_recycle: freeing it returns them to the pool).
+  cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
+  skbReserve(cpu, skb, NET_SKB_PAD);
+  const h0 = Math.min(flen, TAP_HEAD_CAP);
+  __skbPut(cpu, skb, h0);
+  q.slotPage[base] = 0;
+  let rest = flen - h0;
+  let k = 1;
+  while (rest > 0) {
+    const sz = Math.min(rest, HOST_BUF_SIZE);
+    skbAddRxFrag(cpu, skb, k - 1, q.slotPage[base + k] as number, 0, sz, HOST_BUF_SIZE);
+    q.slotPage[base + k] = 0;
+    rest -= sz;
+    k++;
+  }
+  q.slotNeed[i] = k;
+  cpu.u32[(skb + SKB_DEV) >>> 2] = dev.ifindex;
+  cpu.u16[(skb + SKB_QUEUE_MAPPING) >>> 1] = q.index;
+  if (hl !== 0) {
+    const reason = virtioNetHdrToSkb(cpu, skb, page + NET_SKB_PAD - hl);
+    if (reason !== 0) {
+      p.stats[TAP_RX_BAD_VNET_HDR]++;
+      devDropSkb(cpu, dev, skb, reason, false);
+      return;
+    }
+    const summed = cpu.u8[skb + SKB_IP_SUMMED] as number;
+    if (summed === CHECKSUM_PARTIAL) p.stats[TAP_RX_CSUM_PARTIAL]++;
+    else if (summed === CHECKSUM_UNNECESSARY) p.stats[TAP_RX_CSUM_VALID]++;
+    const sh = page + (cpu.u32[(skb + SKB_END) >>> 2] as number);
+    if ((cpu.u16[(sh + SHINFO_GSO_SIZE) >>> 1] as number) !== 0) p.stats[TAP_RX_GSO]++;
+  }
+  devCountRx(cpu, dev, skb, q.index);
+  p.recv(cpu, napi, skb);
+}
+
+/** The NAPI poll of one queue: refill, read bursts into the slots, build skbs, up to `budget` frames. */
+function tapPoll(cpu: SkbCpu, napi: NapiStruct, budget: number): number {
+  const p = privOf(napi.netdev);
+  const q = queueOf(p, napi);
+  p.stats[TAP_POLLS]++;
+  let done = 0;
+  while (done < budget && !q.broken) {
+    let want = budget - done;
+    if (want > p.slots) want = p.slots;
+    const posted = tapRxRefill(p, q, want);
+    if (posted === 0) {
+      p.stats[TAP_RX_NO_BUFFERS]++;
+      break;
+    }
+    p.stats[TAP_READ_BURSTS]++;
+    const n = p.addon.readBurst(q.fd, cpu.u8, q.iovOff, q.iovCap, q.lens, posted, p.segs, p.status);
+    for (let i = 0; i < n; i++) tapRxFrame(cpu, p, q, napi, i);
+    done += n;
+    const err = p.status[0] as number;
+    if (err !== 0) {
+      // EBADFD (the interface was deleted), EFAULT, EINVAL: persistent; stop this queue.
+      p.stats[TAP_RX_ERRORS]++;
+      p.dev.stats[RX_ERRORS]++;
+      q.lastErrno = err;
+      q.broken = true;
+      break;
+    }
+    if (n < posted) break;
+  }
+  if (done < budget) {
+    napiCompleteDone(napi, done);
+    if (!p.closed && !q.broken && q.poller !== null && !q.armed) {
+      q.poller.start();
+      q.armed = true;
+    }
+  }
+  return done;
+}
+
+/** The readiness callback: the model's hard IRQ. Mask it, schedule NAPI, raise the softirq. */
+function tapIrq(p: TapPriv, q: TapQueue, _status: number): void {
+  p.stats[TAP_IRQS]++;
+  if (q.poller !== null && q.armed) {
+    q.poller.stop();
+    q.armed = false;
+  }
+  if (p.closed) return;
+  napiSchedule(q.napi);
+  raiseNetRxSoftirq(q.napi.sd);
+}
+
+// ---- transmit --------------------------------------------------------------------------------------
+
+/** Append the pieces of `skb` (linear part, frags, frag_list members) from piece index `at`; -1 when they do not fit. */
+function gatherSkb(cpu: SkbCpu, p: TapPriv, skb: number, at: number): number {
+  const u32 = cpu.u32;
+  const len = u32[(skb + SKB_LEN) >>> 2] as number;
+  const headlen = len - (u32[(skb + SKB_DATA_LEN) >>> 2] as number);
+  if (headlen > 0) {
+    if (at >= TAP_TX_MAX_PIECES) return -1;
+    p.txOff[at] = u32[(skb + SKB_DATA) >>> 2] as number;
+    p.txLen[at] = headlen;
+    at++;
+  }
+  const sh = (u32[(skb + SKB_HEAD) >>> 2] as number) + (u32[(skb + SKB_END) >>> 2] as number);
+  const nr = cpu.u8[sh + SHINFO_NR_FRAGS] as number;
+  if (at + nr > TAP_TX_MAX_PIECES) return -1;
+  for (let f = 0; f < nr; f++) {
+    const d = sh + SHINFO_FRAGS + f * FRAG_DESC_SIZE;
+    p.txOff[at] = (u32[(d + FRAG_PAGE) >>> 2] as number) + (u32[(d + FRAG_OFFSET) >>> 2] as number);
+    p.txLen[at] = u32[(d + FRAG_SIZE) >>> 2] as number;
+    at++;
+  }
+  for (let l = u32[(sh + SHINFO_FRAG_LIST) >>> 2] as number; l !== 0; l = u32[(l + SKB_NEXT) >>> 2] as number) {
+    at = gatherSkb(cpu, p, l, at);
+    if (at < 0) return -1;
+  }
+  return at;
+}
+
+/** Count a refused write by errno class. */
+function txRefused(p: TapPriv, err: number): void {
+  p.lastTxErrno = err;
+  const c = p.addon.constants;
+  if (err === c.EAGAIN) p.stats[TAP_TX_BUSY]++;
+  else if (err === c.EIO) p.stats[TAP_TX_CARRIER]++;
+  else p.stats[TAP_TX_ERRORS]++;
+}
+
+function queueFd(cpu: SkbCpu, p: TapPriv, skb: number): number {
+  const nq = p.queues.length;
+  if (nq === 1) return (p.queues[0] as TapQueue).fd;
+  return (p.queues[(cpu.u16[(skb + SKB_QUEUE_MAPPING) >>> 1] as number) % nq] as TapQueue).fd;
+}
+
+/**
+ * Segment a GSO skb in software (no vnet header, or one whose checksums
+ * cannot be left to the kernel) and write the segments as bursts, each
+ * behind an all-zero virtio header when the device has one. The original is
+ * consumed by the segmentation (the core counts it as one transmitted
+ * packet); a segment the kernel refuses is freed here as a TX_ERROR drop
+ * (TX_ERRORS).
+ */
+function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, fd: number): number {
+  // skbGsoSegment works from skb->protocol and the network header: take them
+  // from the frame itself (a bridged frame never went through eth_type_trans).
+  const u8 = cpu.u8;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  const headlen = skbHeadlen(cpu, skb);
+  let off = ETH_HLEN;
+  let proto = headlen >= ETH_HLEN ? be16(u8, data + 12) : 0;
+  while ((proto === ETH_P_8021Q || proto === ETH_P_8021AD) && off + 4 <= headlen) {
+    proto = be16(u8, data + off + 2);
+    off += 4;
+  }
+  const rel = data - (cpu.u32[(skb + SKB_HEAD) >>> 2] as number);
+  cpu.u16[(skb + SKB_PROTOCOL) >>> 1] = proto;
+  cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] = rel;
+  cpu.u16[(skb + SKB_NETWORK_HEADER) >>> 1] = rel + off;
+  const segs = skbGsoSegment(cpu, skb, p.dev.mtu);
+  if (segs === 0) {
+    p.stats[TAP_TX_PREP_FAIL]++;
+    return NETDEV_TX_BUSY;
+  }
+  p.stats[TAP_TX_GSO_SEGMENTED]++;
+  const u32 = cpu.u32;
+  const hl = p.hdrLen;
+  if (hl !== 0) cpu.u8.fill(0, p.txHdr, p.txHdr + hl);
+  let s = segs;
+  while (s !== 0) {
+    // One burst: as many segments as the piece and frame tables hold.
+    let nf = 0;
+    let at = 0;
+    while (s !== 0 && nf < TAP_TX_MAX_FRAMES) {
+      let a = at;
+      if (hl !== 0 && a < TAP_TX_MAX_PIECES) {
+        p.txOff[a] = p.txHdr;
+        p.txLen[a++] = hl;
+      }
+      const next = a === at && hl !== 0 ? -1 : gatherSkb(cpu, p, s, a);
+      if (next < 0) break;
+      p.txCounts[nf] = next - at;
+      p.txSegs[nf++] = s;
+      at = next;
+      const n = u32[(s + SKB_NEXT) >>> 2] as number;
+      u32[(s + SKB_NEXT) >>> 2] = 0;
+      s = n;
+    }
+    if (nf === 0) {
+      // A single segment with more pieces than one write takes: drop it.
+      const bad = s;
+      s = u32[(s + SKB_NEXT) >>> 2] as number;
+      u32[(bad + SKB_NEXT) >>> 2] = 0;
+      p.stats[TAP_TX_PREP_FAIL]++;
+      p.dev.stats[TX_ERRORS]++;
+      p.dev.drops[SKB_DROP_REASON.TX_ERROR]++;
+      kfreeSkbReason(cpu, bad, SKB_DROP_REASON.TX_ERROR);
+      continue;
+    }
+    let j = 0;
+    let piece = 0;
+    while (j < nf) {
+      const w =
+        j === 0
+          ? p.addon.writeBurst(fd, cpu.u8, p.txOff, p.txLen, nf, p.txCounts, p.status)
+          : // Cold: only after a refused frame (subarray allocates a view).
+            p.addon.writeBurst(fd, cpu.u8, p.txOff.subarray(piece), p.txLen.subarray(piece), nf - j, p.txCounts.subarray(j), p.status);
+      for (let k = 0; k < w; k++) {
+        p.stats[TAP_TX_FRAMES]++;
+        p.stats[TAP_TX_BYTES] += (u32[((p.txSegs[j] as number) + SKB_LEN) >>> 2] as number) + hl;
+        piece += p.txCounts[j] as number;
+        j++;
+      }
+      if (j < nf) {
+        // Frame j was refused: count it, free it, go on with the rest.
+        txRefused(p, p.status[0] as number);
+        p.dev.stats[TX_ERRORS]++;
+        p.dev.drops[SKB_DROP_REASON.TX_ERROR]++;
+        kfreeSkbReason(cpu, p.txSegs[j] as number, SKB_DROP_REASON.TX_ERROR);
+        p.txSegs[j] = 0;
+        piece += p.txCounts[j] as number;
+        j++;
+      }
+    }
+    // Written: complete the burst's segments.
+    for (let k = 0; k < nf; k++) {
+      const seg = p.txSegs[k] as number;
+      if (seg !== 0) napiConsumeSkb(cpu, seg, NAPI_POLL_WEIGHT);
+    }
+  }
+  return NETDEV_TX_OK;
+}
+
+/**
+ * ndo_start_xmit: write the frame with one writev gathered from the arena
+ * (virtio header first when the device has one), then napiConsumeSkb.
+ * Returns NETDEV_TX_BUSY (the core frees the skb as FULL_RING; the tap's
+ * counters keep the cause) when the kernel refuses it or it cannot be
+ * prepared.
+ */
+function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
+  const p = privOf(dev);
+  if (p.closed) {
+    p.stats[TAP_TX_PREP_FAIL]++;
+    return NETDEV_TX_BUSY;
+  }
+  const u8 = cpu.u8;
+  const u32 = cpu.u32;
+  if (skbVlanTagPresent(cpu, skb) && __vlanHwaccelPushInside(cpu, skb) !== 0) {
+    p.stats[TAP_TX_PREP_FAIL]++;
+    return NETDEV_TX_BUSY;
+  }
+  const fd = queueFd(cpu, p, skb);
+  const sh = (u32[(skb + SKB_HEAD) >>> 2] as number) + (u32[(skb + SKB_END) >>> 2] as number);
+  const gso = (cpu.u16[(sh + SHINFO_GSO_SIZE) >>> 1] as number) !== 0;
+  let at = 0;
+  if (p.hdrLen === 0) {
+    if (gso) return tapXmitSegmented(cpu, p, skb, fd);
+    if ((u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL) {
+      // Nobody downstream completes it: do it in software.
+      p.stats[TAP_TX_CSUM_HELP]++;
+      if (skbChecksumHelp(cpu, skb) !== 0) {
+        p.stats[TAP_TX_PREP_FAIL]++;
+        return NETDEV_TX_BUSY;
+      }
+    }
+  } else {
+    if (gso && (u8[skb + SKB_IP_SUMMED] as number) !== CHECKSUM_PARTIAL && !virtioNetGsoSetPartial(cpu, skb)) {
+      // Cannot leave the checksums to the kernel: segment in software, full checksums.
+      return tapXmitSegmented(cpu, p, skb, fd);
+    }
+    if (virtioNetHdrFromSkb(cpu, skb, p.txHdr, p.hdrLen) !== 0) {
+      // A checksum start outside the frame, or a GSO type virtio cannot say.
+      if (gso || skbChecksumHelp(cpu, skb) !== 0 || virtioNetHdrFromSkb(cpu, skb, p.txHdr, p.hdrLen) !== 0) {
+        p.stats[TAP_TX_PREP_FAIL]++;
+        return NETDEV_TX_BUSY;
+      }
+      p.stats[TAP_TX_CSUM_HELP]++;
+    }
+    p.txOff[0] = p.txHdr;
+    p.txLen[0] = p.hdrLen;
+    at = 1;
+  }
+  const end = gatherSkb(cpu, p, skb, at);
+  if (end < 0) {
+    p.stats[TAP_TX_PREP_FAIL]++;
+    return NETDEV_TX_BUSY;
+  }
+  p.txCounts[0] = end;
+  if (p.addon.writeBurst(fd, u8, p.txOff, p.txLen, 1, p.txCounts, p.status) !== 1) {
+    txRefused(p, p.status[0] as number);
+    return NETDEV_TX_BUSY;
+  }
+  const len = u32[(skb + SKB_LEN) >>> 2] as number;
+  p.stats[TAP_TX_FRAMES]++;
+  p.stats[TAP_TX_BYTES] += len + p.hdrLen;
+  if (p.hdrLen !== 0) {
+    if (gso) p.stats[TAP_TX_GSO]++;
+    if (((u8[p.txHdr + VNET_HDR_FLAGS] as number) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0) p.stats[TAP_TX_CSUM_PARTIAL]++;
+  }
+  // The bytes are in the kernel: complete the skb (NAPI context, this CPU).
+  napiConsumeSkb(cpu, skb, NAPI_POLL_WEIGHT);
+  return NETDEV_TX_OK;
+}
+
+// ---- setup / teardown ------------------------------------------------------------------------------
+
+function checkInt(name: string, what: string, v: number, lo: number, hi: number): number {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`tapCreate(${name}): ${what} ${v} out of range ${lo}..${hi}`);
+  return v;
+}
+
+/** Close fds and watches opened so far (cold, error and teardown paths). */
+function closeQueues(addon: TapAddon, fds: readonly number[], polls: readonly (TapPollHandle | null)[]): void {
+  for (const h of polls) h?.close();
+  for (const fd of fds) {
+    try {
+      addon.close(fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
+ * Create a TAP device: open the kernel interface `o.name` (creating it:
+ * needs root or CAP_NET_ADMIN), register a device in `ns` with NAPI on
+ * `sd`'s CPU, post RX buffers from a fresh page pool, arm the readiness
+ * watch and bring the device up. The kernel side is configured as usual
+ * (`ip link set <name> up`, addresses, or moved into a network namespace:
+ * the fd stays ours). While the device is open its armed readiness watch
+ * keeps the event loop alive, like a socket: {@link tapClose} releases it.
+ * Throws "native TAP support unavailable: <reason>"
+ * without the addon, and the addon's errors ("tap t0: TUNSETIFF: Operation
+ * not permitted (need root or CAP_NET_ADMIN)"). Cold; allocates.
+ */
+export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevice {
+  const addon = tapAddon();
+  const name = o.name;
+  const vnet = o.vnetHdr === true;
+  const hdrLen = vnet ? (o.vnetHdrSize ?? VIRTIO_NET_HDR_LEN) : 0;
+  if (vnet && hdrLen !== VIRTIO_NET_HDR_LEN && hdrLen !== VIRTIO_NET_HDR_MRG_RXBUF_LEN) {
+    throw new RangeError(`tapCreate(${name}): vnetHdrSize ${hdrLen} must be 10 or 12`);
+  }
+  const offload = o.offload ?? (vnet ? TAP_OFFLOAD_DEFAULT : 0);
+  checkInt(name, "offload", offload, 0, 0x7f);
+  if (offload !== 0 && !vnet) throw new RangeError(`tapCreate(${name}): offload needs vnetHdr: true (the kernel says what it offloaded in the virtio header)`);
+  const mtu = checkInt(name, "MTU", o.mtu ?? 1500, 68, 65535);
+  const nq = checkInt(name, "queues", o.queues ?? 1, 1, 256);
+  const maxFrame = (offload & TUN_F_GSO_ANY) !== 0 ? Math.max(TAP_GSO_MAX_FRAME, mtu + VLAN_ETH_HLEN) : mtu + VLAN_ETH_HLEN;
+  // One spare byte: a read that fills the buffers exactly may have been cut (see tapRxFrame).
+  const segs = maxFrame < TAP_HEAD_CAP ? 1 : 1 + Math.ceil((maxFrame + 1 - TAP_HEAD_CAP) / HOST_BUF_SIZE);
+  if (segs - 1 > MAX_SKB_FRAGS) throw new RangeError(`tapCreate(${name}): frames of ${maxFrame} bytes need more than MAX_SKB_FRAGS pages`);
+  const slots = checkInt(name, "rxBurst", o.rxBurst ?? (segs > 1 ? 16 : 64), 1, 1024);
+  const weight = checkInt(name, "weight", o.weight ?? NAPI_POLL_WEIGHT, 1, 65536);
+  const c = addon.constants;
+  const flags = (vnet ? c.IFF_VNET_HDR : 0) | (nq > 1 ? c.IFF_MULTI_QUEUE : 0);
+  const fds: number[] = [];
+  let ifname = name;
+  try {
+    for (let i = 0; i < nq; i++) {
+      const r = addon.open(i === 0 ? name : ifname, flags);
+      fds.push(r.fd);
+      ifname = r.name;
+      if (vnet) {
+        addon.setVnetHdrSize(r.fd, hdrLen, ifname);
+        addon.setOffload(r.fd, offload, ifname);
+      }
+    }
+  } catch (e) {
+    closeQueues(addon, fds, []);
+    throw e;
+  }
+  let dev: NetDevice;
+  try {
+    dev = ns.register({ name: o.devName ?? ifname, mtu, kind: "tap", queues: nq, ...(o.mac !== undefined ? { mac: o.mac } : {}) });
+  } catch (e) {
+    closeQueues(addon, fds, []);
+    throw e;
+  }
+  const p = new TapPriv(addon, sd.cpu, dev, ifname, hdrLen, offload, segs, slots, o.recv);
+  dev.priv = p;
+  dev.xmit = tapXmit;
+  // We gather frags and frag lists; with a vnet header the kernel completes PARTIAL checksums.
+  dev.features = NETIF_F_SG | (vnet ? NETIF_F_HW_CSUM : 0);
+  for (let i = 0; i < nq; i++) {
+    const q = new TapQueue(i, fds[i] as number, netifNapiAdd(sd, dev, tapPoll, weight), slots, segs, hdrLen);
+    p.queues.push(q);
+  }
+  try {
+    for (const q of p.queues) {
+      q.poller = new addon.TapPoll(q.fd, (status) => tapIrq(p, q, status));
+      q.poller.start();
+      q.armed = true;
+    }
+  } catch (e) {
+    closeQueues(
+      addon,
+      fds,
+      p.queues.map((q) => q.poller),
+    );
+    hostPoolDestroy(sd.cpu, p.pool);
+    if (p.txHdr !== 0) kfree(sd.cpu.mm, p.txHdr);
+    p.closed = true;
+    throw e;
+  }
+  dev.up = true;
+  return dev;
+}
+
+/**
+ * Close the device (ndo_stop + close): take it down, stop NAPI and the
+ * watches, close the fds (a non-persistent kernel interface disappears with
+ * its last fd), give the posted RX pages back and destroy the page pool.
+ * Pages still held by live skbs go back to the page allocator when those
+ * skbs are freed. Idempotent.
+ */
+export function tapClose(dev: NetDevice): void {
+  const p = privOf(dev);
+  if (p.closed) return;
+  p.closed = true;
+  dev.up = false;
+  for (const q of p.queues) {
+    napiDisable(q.napi);
+    q.armed = false;
+  }
+  closeQueues(
+    p.addon,
+    p.queues.map((q) => q.fd),
+    p.queues.map((q) => q.poller),
+  );
+  for (const q of p.queues) {
+    q.poller = null;
+    for (let k = 0; k < q.slotPage.length; k++) {
+      const page = q.slotPage[k] as number;
+      if (page !== 0) pagePoolPutPage(p.pool, page, true);
+      q.slotPage[k] = 0;
+    }
+    q.slotNeed.fill(p.segs);
+  }
+  hostPoolDestroy(p.cpu, p.pool);
+  if (p.txHdr !== 0) kfree(p.cpu.mm, p.txHdr);
+}
+
+/** The NAPI instance of queue `queue` (default 0). */
+export function tapNapi(dev: NetDevice, queue = 0): NapiStruct {
+  const q = privOf(dev).queues[queue];
+  if (q === undefined) throw new RangeError(`tapNapi(${dev.name}): no queue ${queue}`);
+  return q.napi;
+}
+
+/** Replace the receive path (e.g. once the stack above exists). */
+export function tapSetRecv(dev: NetDevice, recv: TapRecvFn): void {
+  privOf(dev).recv = recv;
+}
+
+/** The page pool RX buffers come from (for stats). */
+export function tapPool(dev: NetDevice): PagePool {
+  return privOf(dev).pool;
+}
+
+/** Static facts of a TAP device (allocates). */
+export function tapInfo(dev: NetDevice): {
+  ifname: string;
+  queues: number;
+  fds: number[];
+  vnetHdrLen: number;
+  offload: number;
+  segsPerSlot: number;
+  rxSlots: number;
+  rxMaxFrame: number;
+} {
+  const p = privOf(dev);
+  return {
+    ifname: p.ifname,
+    queues: p.queues.length,
+    fds: p.queues.map((q) => q.fd),
+    vnetHdrLen: p.hdrLen,
+    offload: p.offload,
+    segsPerSlot: p.segs,
+    rxSlots: p.slots,
+    rxMaxFrame: p.rxCap - 1,
+  };
+}
+
+/** TAP counters by name, plus queue states (allocates). */
+export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number], number> & {
+  brokenQueues: number;
+  lastRxErrno: number;
+  lastTxErrno: number;
+} {
+  const p = privOf(dev);
+  const o = {} as Record<string, number>;
+  TAP_STAT_NAMES.forEach((n, i) => {
+    o[n] = p.stats[i] as number;
+  });
+  o.brokenQueues = p.queues.filter((q) => q.broken).length;
+  o.lastRxErrno = p.queues.reduce((a, q) => (q.lastErrno !== 0 ? q.lastErrno : a), 0);
+  o.lastTxErrno = p.lastTxErrno;
+  return o as Record<(typeof TAP_STAT_NAMES)[number], number> & { brokenQueues: number; lastRxErrno: number; lastTxErrno: number };
+}

@@ -1,0 +1,160 @@
+/**
+ * Loader of the optional native TAP addon (`native/tap.cc`, built by
+ * node-gyp at install into `build/Release/skbuff_tap.node`), in the style
+ * of ws's optional `bufferutil`: the addon is loaded in try/catch the first
+ * time something asks for it, and only a caller that actually needs a TAP
+ * device gets an error — "native TAP support unavailable: <reason>".
+ * Everything else in the package works without it.
+ *
+ * Reasons it can be unavailable: not Linux; `SKBUFF_NO_NATIVE=1` (the kill
+ * switch, also for tests of the fallback); the build failed or was skipped
+ * at install (no python3 / make / C++ compiler: the install script prints a
+ * note and carries on).
+ *
+ * @module
+ */
+
+import { createRequire } from "node:module";
+
+/** What `open` returns: the file descriptor and the interface name the kernel gave. */
+export interface TapOpenResult {
+  fd: number;
+  name: string;
+}
+
+/** The readiness watch of one fd (a libuv `uv_poll_t`, level-triggered). */
+export interface TapPollHandle {
+  /** Watch for "readable" (idempotent). An active watch keeps the event loop alive. */
+  start(): void;
+  /** Stop watching (idempotent). */
+  stop(): void;
+  /** Release the handle (idempotent). */
+  close(): void;
+}
+
+/** ABI constants, as compiled into the addon (linux/if_tun.h, errno.h). */
+export interface TapConstants {
+  IFF_TAP: number;
+  IFF_NO_PI: number;
+  IFF_VNET_HDR: number;
+  IFF_MULTI_QUEUE: number;
+  TUN_F_CSUM: number;
+  TUN_F_TSO4: number;
+  TUN_F_TSO6: number;
+  TUN_F_TSO_ECN: number;
+  TUN_F_UFO: number;
+  TUN_F_USO4: number;
+  TUN_F_USO6: number;
+  EAGAIN: number;
+  EIO: number;
+  EINVAL: number;
+  EBADFD: number;
+}
+
+/**
+ * The addon's API. Arena arguments are a `Uint8Array` over the whole
+ * SharedArrayBuffer (`mem.arena.u8`): Node 20's Node-API has no accessor for
+ * a SharedArrayBuffer itself, a typed array over one gives its data pointer.
+ * Index arrays are caller-owned typed arrays, reused across calls: a burst
+ * allocates nothing.
+ */
+export interface TapAddon {
+  /**
+   * Open /dev/net/tun and attach it to TAP interface `name` (created if
+   * absent; "%d" lets the kernel number it) with IFF_TAP | IFF_NO_PI plus
+   * `flags` (IFF_VNET_HDR, IFF_MULTI_QUEUE), non-blocking. Throws an Error
+   * naming the device and the errno ("tap t0: TUNSETIFF: Operation not
+   * permitted (need root or CAP_NET_ADMIN)"), with `errno` set.
+   */
+  open(name: string, flags: number): TapOpenResult;
+  /** TUNSETOFFLOAD: which offloads (TUN_F_*) the kernel may use towards us. Needs IFF_VNET_HDR. */
+  setOffload(fd: number, flags: number, name: string): void;
+  /** TUNSETVNETHDRSZ (10 or 12) and TUNSETVNETLE. */
+  setVnetHdrSize(fd: number, size: number, name: string): void;
+  /**
+   * Read up to `max` frames into the arena: frame i with one readv over
+   * iovecs `[i*segs, i*segs+segs)` of `offsets`/`caps` (a cap of 0 ends the
+   * list). `lens[i]` gets what the read returned, min(frame, buffers): a
+   * read that fills the buffers may have been cut. Returns the frame count; 0 when nothing is
+   * waiting. `status[0]` = 0, or the errno that stopped the burst.
+   */
+  readBurst(
+    fd: number,
+    arena: Uint8Array,
+    offsets: Uint32Array,
+    caps: Uint32Array,
+    lens: Uint32Array,
+    max: number,
+    segs: number,
+    status: Int32Array,
+  ): number;
+  /**
+   * Write `n` frames from the arena, one write(v) each: frame i is piece i,
+   * or with `counts` the next `counts[i]` pieces (a gather). Returns the
+   * frames written; stops at the first one the kernel refuses, whose errno
+   * goes to `status[0]` (0 when all were written).
+   */
+  writeBurst(fd: number, arena: Uint8Array, offsets: Uint32Array, lens: Uint32Array, n: number, counts: Uint32Array | null, status: Int32Array): number;
+  /** close(2). */
+  close(fd: number): void;
+  /** strerror(3) (cold). */
+  strerror(errno: number): string;
+  /** A readiness watch on `fd`; `cb(status)` runs on the event loop when it is readable (status < 0: a libuv error). */
+  TapPoll: new (fd: number, cb: (status: number) => void) => TapPollHandle;
+  constants: TapConstants;
+}
+
+/** Where node-gyp leaves the addon, relative to this file (dist/src/native/). */
+const CANDIDATES = ["../../../build/Release/skbuff_tap.node", "../../../build/Debug/skbuff_tap.node"];
+
+let addon: TapAddon | null = null;
+let failure: string | null = null;
+let tried = false;
+
+function envKillSwitch(): boolean {
+  const v = process.env.SKBUFF_NO_NATIVE;
+  return v !== undefined && v !== "" && v !== "0" && v.toLowerCase() !== "false" && v.toLowerCase() !== "off";
+}
+
+function load(): void {
+  tried = true;
+  if (process.platform !== "linux") {
+    failure = `TAP devices need Linux (this is ${process.platform})`;
+    return;
+  }
+  if (envKillSwitch()) {
+    failure = "disabled by SKBUFF_NO_NATIVE=1";
+    return;
+  }
+  const req = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const rel of CANDIDATES) {
+    const path = new URL(rel, import.meta.url).pathname;
+    try {
+      addon = req(path) as TapAddon;
+      return;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      errors.push(err.code === "MODULE_NOT_FOUND" ? `${path} not found` : `${path}: ${err.message}`);
+    }
+  }
+  failure =
+    `the addon did not load (${errors.join("; ")}); build it with \`npm rebuild skbuff\` ` +
+    "(or `npm run install` in a checkout), which needs python3, make and a C++ compiler";
+}
+
+/** Is the native addon loadable? (Loads it on first call.) `reason` says why not. */
+export function tapAddonStatus(): { available: true } | { available: false; reason: string } {
+  if (!tried) load();
+  return addon !== null ? { available: true } : { available: false, reason: failure as string };
+}
+
+/**
+ * The addon, loading it on first use. Throws
+ * `Error("native TAP support unavailable: <reason>")` when it cannot be had.
+ */
+export function tapAddon(): TapAddon {
+  if (!tried) load();
+  if (addon === null) throw new Error(`native TAP support unavailable: ${failure}`);
+  return addon;
+}
