@@ -1,0 +1,6 @@
+/**
+ * The VLAN NAT router and its in-process test bed.
+ * @module
+ */
+export * from "./router.js";
+export * from "./scenario.js";
