@@ -46,6 +46,7 @@ import {
 import { createSkbMemory, DEFAULT_ARENA_SIZE } from "../skb/memory.js";
 import { napiCacheSetEnabled, napiSkbCacheDrain } from "../skb/napi-cache.js";
 import { PROFILE_5_12, PROFILE_6_19 } from "../skb/profile.js";
+import { runForwardCli } from "./forward.js";
 import { runPcapCli } from "./pcap.js";
 
 /** A usage error: printed with the help hint, exit code 2. */
@@ -69,6 +70,8 @@ Usage:
                                  cache, print /proc/slabinfo-style statistics
   skb info [--json]              layouts, constants and kernel profiles
   skb pcap info FILE [--json]    summarise a pcap / pcapng capture
+  skb forward CONFIG.json        run a router from a JSON config until SIGINT/SIGTERM
+                                 (--stats N, --json, --until-idle; skb forward --help)
   skb pcap replay IN --out OUT   push a capture through the VLAN NAT router and
                                  record what leaves each side (skb pcap --help)
   skb help [command]             this text
@@ -169,6 +172,7 @@ export async function runCli(argv: string[], out: (s: string) => void = (s) => p
   try {
     // `skb pcap ...` has its own options (src/cli/pcap.ts).
     if (argv[0] === "pcap") return await runPcapCli(argv.slice(1), out, err);
+    if (argv[0] === "forward") return await runForwardCli(argv.slice(1), out, err);
     let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
     try {
       parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });

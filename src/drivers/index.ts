@@ -5,6 +5,7 @@
 export * from "./cpumap.js";
 export * from "./frames.js";
 export * from "./host-common.js";
+export * from "./pcap-dev.js";
 export * from "./pktgen.js";
 export * from "./sink.js";
 export * from "./tap.js";

@@ -4,3 +4,4 @@
  */
 export * from "./router.js";
 export * from "./scenario.js";
+export * from "./forward.js";

@@ -1,0 +1,120 @@
+/**
+ * `skb forward CONFIG.json [--stats SECONDS] [--json] [--until-idle]`: run
+ * the router of src/router/forward.ts until SIGINT / SIGTERM (or, with
+ * `--until-idle`, until every capture input is done), then print the final
+ * report with its leak check.
+ *
+ * Exit codes: 0 stopped cleanly with no leak, 1 a leak or a runtime error,
+ * 2 bad usage or an invalid configuration.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  ForwardConfigError,
+  type ForwardStats,
+  forwarderCreate,
+  forwarderRun,
+  formatForwardReport,
+  formatForwardStats,
+  loadForwardConfig,
+} from "../router/forward.js";
+import { UsageError } from "./main.js";
+
+export const FORWARD_HELP = `skb forward — a long-running router from a JSON configuration
+
+Usage:
+  skb forward CONFIG.json [--stats SECONDS] [--json] [--until-idle]
+
+  --stats N      print per-device rx/tx/drops and the conntrack count every N seconds
+  --json         stats and the final report as JSON lines
+  --until-idle   stop once every pcap input has been read and nothing is in flight
+
+SIGINT / SIGTERM stop the router: drain, close the devices, flush conntrack,
+drain the caches, print the final report with a leak check (exit 0, or 1 if
+anything leaked). An invalid configuration exits 2 naming the field.
+
+Configuration:
+  { "devices": [ {"name": "lan", "type": "pcap", "in": "lan.pcap", "out": "lan-out.pcap",
+                  "address": "10.0.0.1/24"},
+                 {"name": "wan", "type": "tap", "address": "198.51.100.1/24", "vnetHdr": false,
+                  "vlans": [{"id": 10, "address": "10.10.0.1/16"}]},
+                 {"name": "vx0", "type": "vxlan", "local": "127.0.0.1:4789", "remote": "127.0.0.1:4790", "vni": 42} ],
+    "routes": [ {"prefix": "0.0.0.0/0", "via": "198.51.100.254", "dev": "wan"} ],
+    "nat": {"outside": "wan"},
+    "neighbours": [ {"address": "198.51.100.254", "mac": "02:aa:00:00:00:01", "dev": "wan"} ] }
+  device types: tap {vnetHdr?}, vxlan {local, remote, vni, port?}, udp {local, remote, port?},
+  pcap {in?, out?}; all take address "a.b.c.d/len", mac, mtu, vlans [{id, address}].
+  Connected routes are added for every address; next hops are resolved by ARP
+  (static neighbours are permanent entries).`;
+
+const OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  json: { type: "boolean" },
+  stats: { type: "string" },
+  "until-idle": { type: "boolean" },
+} as const;
+
+/** Run `skb forward ...` (argv after "forward"); resolves to the exit code. */
+export async function runForwardCli(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`forward: ${(e as Error).message}`);
+  }
+  const { values: v, positionals: pos } = parsed;
+  if (v.help === true) {
+    out(FORWARD_HELP);
+    return 0;
+  }
+  if (pos.length === 0) throw new UsageError("forward: missing CONFIG.json");
+  if (pos.length > 1) throw new UsageError(`forward: unexpected argument '${pos[1]}'`);
+  let statsMs: number | undefined;
+  if (v.stats !== undefined) {
+    const n = Number(v.stats);
+    if (!/^\d+(\.\d+)?$/.test(v.stats) || !(n > 0) || n > 86400) throw new UsageError(`--stats: '${v.stats}' is not a number of seconds in (0, 86400]`);
+    statsMs = Math.round(n * 1000);
+  }
+  const json = v.json === true;
+  let config: ReturnType<typeof loadForwardConfig>;
+  try {
+    config = loadForwardConfig(pos[0] as string);
+  } catch (e) {
+    if (e instanceof ForwardConfigError) {
+      err(`skb: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  let f: Awaited<ReturnType<typeof forwarderCreate>>;
+  try {
+    f = await forwarderCreate(config);
+  } catch (e) {
+    err(`skb: forward: ${(e as Error).message}`);
+    return 1;
+  }
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    err(`skb forward: ${sig}, stopping`);
+    ac.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  err(`skb forward: running (${f.ns.list().map((d) => `${d.name}:${d.kind}`).join(", ")})`);
+  try {
+    const report = await forwarderRun(f, {
+      signal: ac.signal,
+      untilIdle: v["until-idle"] === true,
+      ...(statsMs !== undefined
+        ? { statsMs, onStats: (s: ForwardStats) => out(json ? JSON.stringify({ type: "stats", ...s }) : formatForwardStats(s)) }
+        : {}),
+    });
+    out(json ? JSON.stringify({ type: "report", ...report }) : formatForwardReport(report));
+    return report.ok ? 0 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
