@@ -236,8 +236,15 @@ export function skbDeferFreeFlush(cpu: SkbCpu): number {
 function deferFlush(cpu: SkbCpu, s: number): number {
   const i32 = cpu.i32;
   const u32 = cpu.u32;
-  Atomics.store(i32, s + W_COUNT, 0);
+  // Take the list first, then reset the count. The other order can strand
+  // the list: a consumer preempted between the reset and the take lets
+  // producers fill the list up to skb_defer_max again; the take empties it
+  // but the count stays at the max, every later attempt frees locally, and
+  // an empty list is never flushed (so never reset) again. This order can
+  // only under-count (pushes that land between take and reset), by a
+  // bounded amount that the next flush clears.
   let skb = Atomics.exchange(i32, s + W_HEAD, 0);
+  Atomics.store(i32, s + W_COUNT, 0);
   // More nodes than shells exist means a cycle: fail loudly instead of spinning.
   const limit = cpu.headCache.nrObjs + 2 * cpu.fcloneCache.nrObjs;
   let n = 0;
