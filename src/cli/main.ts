@@ -70,10 +70,10 @@ Usage:
                                  cache, print /proc/slabinfo-style statistics
   skb info [--json]              layouts, constants and kernel profiles
   skb pcap info FILE [--json]    summarise a pcap / pcapng capture
-  skb forward CONFIG.json        run a router from a JSON config until SIGINT/SIGTERM
-                                 (--stats N, --json, --until-idle; skb forward --help)
   skb pcap replay IN --out OUT   push a capture through the VLAN NAT router and
                                  record what leaves each side (skb pcap --help)
+  skb forward CONFIG.json        run a router from a JSON config until SIGINT/SIGTERM
+                                 (--stats N, --json, --until-idle; skb forward --help)
   skb help [command]             this text
 
 Common options:
