@@ -3,6 +3,7 @@
  *
  * ```
  * skb bench [router] [--duration S] [--rounds N] [--cases udp64,...] [--svg FILE] [--no-baseline] [--json]
+ * skb bench e2e [--duration S] [--rounds N] [--cases tcp1,...] [--json]
  * skb bench alloc [--ops N] [--rounds N] [--profile 5.12|6.19] [--cases a,b] [--json]
  * skb slabinfo [--arena-size SIZE] [--profile P] [--napi-cache on|off] [--packets N] [--json]
  * skb info [--json]
@@ -23,6 +24,7 @@ import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } fr
 import { formatWorkersBench, runWorkersBench } from "../bench/workers.js";
 import { formatCpumapBench, runCpumapBench } from "../smp/cpumap-bench.js";
 import { formatDeferBench, runDeferBench } from "../bench/defer.js";
+import { runE2eCli } from "../bench/e2e.js";
 import { fmtBytes } from "../mm/arena.js";
 import { KMALLOC_SIZES } from "../mm/kmalloc.js";
 import { kmemCacheInfo, type SlabInfo } from "../mm/slab.js";
@@ -64,6 +66,10 @@ Usage:
                                  in bulk (8 per napiSkbCacheGetBulk) vs one by one
   skb bench defer [--packets N]  frees on a remote worker CPU: deferred to the
                                  allocating CPU (skbAttemptDeferFree) vs freed there
+  skb bench e2e [--duration S]   root: iperf3 tcp1/tcp4/udp64/udp1400 between two network
+                                 namespaces through skb forward (TAPs + NAT, cache off
+                                 and on) vs the kernel's own NAT (veth + nft masquerade);
+                                 needs iperf3, ip, nft (--rounds N, --cases a,b, --json)
   skb bench alloc [options]      measure packet-head allocation: slab, slab bulk,
                                  the per-CPU NAPI head cache, JS objects, Buffers
   skb slabinfo [options]         carve an arena, push packets through the NAPI
@@ -222,7 +228,8 @@ async function cmdBench(pos: string[], v: Values, out: (s: string) => void, err:
   if (sub === "router") return await cmdBenchRouter(pos.slice(1), v, out, err);
   if (sub === "cpumap") return await cmdBenchCpumap(pos.slice(1), v, out, err);
   if (sub === "defer") return await cmdBenchDefer(pos.slice(1), v, out, err);
-  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc, cpumap, defer)`);
+  if (sub === "e2e") return await runE2eCli(pos.slice(1), v, out, err);
+  if (sub !== "alloc") throw new UsageError(`bench: unknown benchmark '${sub}' (available: router, alloc, cpumap, defer, e2e)`);
   if (pos.length > 1) throw new UsageError(`bench alloc: unexpected argument '${pos[1]}'`);
   if (v.duration !== undefined || v.svg !== undefined) throw new UsageError("bench alloc: --duration and --svg belong to the router benchmark");
   let cases: AllocCase[] | undefined;
