@@ -22,15 +22,14 @@
  * @module
  */
 
-import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { tapAddonStatus } from "../native/tap-addon.js";
+import { deadline, type ForwardChild, run, sh, startForward, waitFor, which } from "./proc.js";
 
-const BIN = fileURLToPath(new URL("../../../bin/skb.js", import.meta.url));
 
 export const E2E_TESTS = ["tcp1", "tcp4", "udp64", "udp1400"] as const;
 export type E2eTest = (typeof E2E_TESTS)[number];
@@ -82,38 +81,6 @@ export class E2eUnavailable extends Error {
   override name = "E2eUnavailable";
 }
 
-function which(cmd: string): string | null {
-  try {
-    return execFileSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).trim() || null;
-  } catch {
-    return null;
-  }
-}
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code as number) : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const deadline = (ms: number): Promise<null> => new Promise((r) => setTimeout(() => r(null), ms).unref());
-
-async function waitFor(fn: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(50);
-  }
-}
-
 /**
  * Check the prerequisites; returns the tool paths. `install`: try
  * `apt-get install -y nftables` when nft is missing (logged).
@@ -145,29 +112,12 @@ export function e2ePreflight(log: (s: string) => void, install = true): { ip: st
   return { ip, iperf3, nft, ethtool: which("ethtool"), notes };
 }
 
-interface Router {
+interface Router extends ForwardChild {
   cache: "on" | "off";
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 function startRouter(cfg: string, cache: "on" | "off"): Router {
-  const env = { ...process.env, SKBUFF_NAPI_CACHE: cache };
-  const child = spawn(process.execPath, [BIN, "forward", cfg, "--json"], { stdio: ["ignore", "pipe", "pipe"], env });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d) => {
-    out += d;
-  });
-  child.stderr?.on("data", (d) => {
-    err += d;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on("close", (code, signal) => resolve({ code, signal }));
-  });
-  return { cache, child, out: () => out, err: () => err, exited };
+  return { cache, ...startForward(cfg, ["--json"], { SKBUFF_NAPI_CACHE: cache }) };
 }
 
 /** utime + stime of a process, seconds. */

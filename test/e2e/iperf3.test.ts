@@ -22,26 +22,17 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 import { tapAddonStatus } from "../../src/native/tap-addon.js";
+import { deadline, type ForwardChild, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
 
-const BIN = fileURLToPath(new URL("../../../bin/skb.js", import.meta.url));
 
 // ---- prerequisites -----------------------------------------------------------------------------
-
-function which(cmd: string): string | null {
-  try {
-    return execFileSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).trim() || null;
-  } catch {
-    return null;
-  }
-}
 
 const IP = which("ip");
 const IPERF3 = which("iperf3");
@@ -61,36 +52,8 @@ if (skip !== null) console.log(`# e2e iperf3 test skipped: ${skip}`);
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Run a command; resolve with its exit code and output (never rejects). */
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code as number) : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 function rand(): string {
   return randomInt(0, 0xffffff).toString(16).padStart(6, "0");
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A timeout for Promise.race that does not keep the process alive. */
-const deadline = (ms: number): Promise<null> => new Promise((r) => setTimeout(() => r(null), ms).unref());
-
-/** Poll `fn` every 50 ms until it is true; throw `what` after `ms`. */
-async function waitFor(fn: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(50);
-  }
 }
 
 function linkExists(ifname: string, netns?: string): boolean {
@@ -102,28 +65,10 @@ function linkExists(ifname: string, netns?: string): boolean {
   }
 }
 
-/** The router child: output collected, exit awaited. */
-interface Router {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+type Router = ForwardChild;
 
 function startRouter(cfg: string): Router {
-  const child = spawn(process.execPath, [BIN, "forward", cfg, "--stats", "1", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d) => {
-    out += d;
-  });
-  child.stderr?.on("data", (d) => {
-    err += d;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on("close", (code, signal) => resolve({ code, signal }));
-  });
-  return { child, out: () => out, err: () => err, exited };
+  return startForward(cfg, ["--stats", "1", "--json"]);
 }
 
 /**

@@ -1,0 +1,80 @@
+/**
+ * Child-process helpers for the end-to-end benchmark and tests: find a tool,
+ * run a command (sync or async, never rejecting), poll until a condition,
+ * and start `skb forward` as a child with its output collected. Cold path.
+ *
+ * @module
+ */
+
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The `skb` launcher of this package. */
+export const SKB_BIN = fileURLToPath(new URL("../../../bin/skb.js", import.meta.url));
+
+/** Path of `cmd` on PATH, or null. */
+export function which(cmd: string): string | null {
+  try {
+    return execFileSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Run a command synchronously; throws on a non-zero exit; returns stdout. */
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** Run a command; resolve with its exit code and output (never rejects). */
+export function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code as number) : 1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Resolve after `ms`. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A timeout for Promise.race that does not keep the process alive. */
+export const deadline = (ms: number): Promise<null> => new Promise((r) => setTimeout(() => r(null), ms).unref());
+
+/** Poll `fn` every 50 ms until it is true; throw naming `what` after `ms`. */
+export async function waitFor(fn: () => boolean, ms: number, what: () => string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what()}`);
+    await sleep(50);
+  }
+}
+
+/** A `skb forward` child: output collected, exit awaited. */
+export interface ForwardChild {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start `skb forward CFG ...extra` with `env` added to this process's environment. */
+export function startForward(cfg: string, extra: string[] = [], env: Record<string, string> = {}): ForwardChild {
+  const child = spawn(process.execPath, [SKB_BIN, "forward", cfg, ...extra], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d) => {
+    out += d;
+  });
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("close", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, out: () => out, err: () => err, exited };
+}
