@@ -26,7 +26,10 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
-import { existsSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, test } from "node:test";
 import { runNapiLoop } from "../../src/core/loop.js";
 import { netRxAction, netRxActionUntilIdle, Softnet } from "../../src/core/napi.js";
@@ -408,8 +411,21 @@ describe("tap: without privileges (virtio header, errors)", () => {
   test(
     "an unprivileged process gets the permission error, not a crash",
     { skip: kernelSkip ?? (setpriv === null ? "setpriv (util-linux) is not installed" : false) },
-    async () => {
-      const mod = new URL("../../src/native/tap-addon.js", import.meta.url).href;
+    async (t) => {
+      // The unprivileged child may not be able to read the checkout (a 0700
+      // directory): give it a world-readable copy of the loader and the addon
+      // in the same relative layout (dist/src/native/ and build/Release/).
+      const copy = mkdtempSync(join(tmpdir(), "skb-tap-nobody-"));
+      chmodSync(copy, 0o755);
+      const loader = join(copy, "dist", "src", "native", "tap-addon.js");
+      const addon = join(copy, "build", "Release", "skbuff_tap.node");
+      mkdirSync(dirname(loader), { recursive: true });
+      mkdirSync(dirname(addon), { recursive: true });
+      copyFileSync(fileURLToPath(new URL("../../src/native/tap-addon.js", import.meta.url)), loader);
+      copyFileSync(fileURLToPath(new URL("../../../build/Release/skbuff_tap.node", import.meta.url)), addon);
+      for (const d of [join(copy, "dist"), join(copy, "dist", "src"), dirname(loader), join(copy, "build"), dirname(addon)]) chmodSync(d, 0o755);
+      t.after(() => rmSync(copy, { recursive: true, force: true }));
+      const mod = pathToFileURL(loader).href;
       const name = `skbt${rand()}`;
       const code = `
         const { tapAddon } = await import(${JSON.stringify(mod)});
