@@ -59,9 +59,15 @@ export interface ForwardChild {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start `skb forward CFG ...extra` with `env` added to this process's environment. */
+/**
+ * Start `skb forward CFG ...extra` with `env` added to this process's
+ * environment. SKBUFF_FORWARD_NODE_ARGS (space-separated) adds Node options
+ * to the child, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the
+ * router under a benchmark (NODE_OPTIONS refuses --cpu-prof).
+ */
 export function startForward(cfg: string, extra: string[] = [], env: Record<string, string> = {}): ForwardChild {
-  const child = spawn(process.execPath, [SKB_BIN, "forward", cfg, ...extra], {
+  const nodeArgs = (process.env.SKBUFF_FORWARD_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+  const child = spawn(process.execPath, [...nodeArgs, SKB_BIN, "forward", cfg, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

@@ -58,7 +58,7 @@
  */
 
 import { csumTcpudpMagic, ipFastCsum, skbChecksum } from "../net/checksum.js";
-import { NETIF_F_HW_CSUM } from "./netdev.js";
+import { NETIF_F_GSO_UDP_L4, NETIF_F_HW_CSUM, NETIF_F_TSO, NETIF_F_TSO_ECN } from "./netdev.js";
 import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_CWR, TCP_FLAG_FIN, TCP_FLAG_PSH } from "../net/proto.js";
 import { pageRefAdd, virtToHeadPage } from "../mm/page-alloc.js";
 import { be16, fragDesc, putBe16, putBe32, skbHeadlen, skbShinfo, be32s } from "../skb/access.js";
@@ -121,6 +121,29 @@ export const SKB_GSO_UDP = 1 << 16;
 /** UDP segmentation: every segment a full datagram of gso_size bytes. */
 export const SKB_GSO_UDP_L4 = 1 << 17;
 export const SKB_GSO_FRAGLIST = 1 << 18;
+
+/**
+ * net_gso_ok: can a device with `features` take a GSO skb of `gsoType`
+ * (SKB_GSO_* bits) whole? SKB_GSO_DODGY (header from an untrusted source,
+ * re-checked by the receiver) needs no feature; any other type bit without a
+ * matching feature means the skb is segmented in software first.
+ */
+export function netGsoOk(features: number, gsoType: number): boolean {
+  let t = gsoType & ~SKB_GSO_DODGY;
+  if ((t & SKB_GSO_TCPV4) !== 0) {
+    if ((features & NETIF_F_TSO) === 0) return false;
+    t &= ~SKB_GSO_TCPV4;
+  }
+  if ((t & SKB_GSO_TCP_ECN) !== 0) {
+    if ((features & NETIF_F_TSO_ECN) === 0) return false;
+    t &= ~SKB_GSO_TCP_ECN;
+  }
+  if ((t & SKB_GSO_UDP_L4) !== 0) {
+    if ((features & NETIF_F_GSO_UDP_L4) === 0) return false;
+    t &= ~SKB_GSO_UDP_L4;
+  }
+  return t === 0;
+}
 
 // ---- counters --------------------------------------------------------------------------
 /** skbGsoSegment calls. */

@@ -20,6 +20,12 @@ import { SKB_LEN } from "../skb/layout.js";
 export const NETIF_F_SG = 1 << 0;
 /** The device (or its peer) completes CHECKSUM_PARTIAL checksums. */
 export const NETIF_F_HW_CSUM = 1 << 1;
+/** TCP segmentation offload for IPv4 (NETIF_F_TSO): GSO TCPV4 skbs go to the device whole. */
+export const NETIF_F_TSO = 1 << 2;
+/** UDP segmentation offload (NETIF_F_GSO_UDP_L4): GSO UDP_L4 skbs go to the device whole. */
+export const NETIF_F_GSO_UDP_L4 = 1 << 3;
+/** TCP ECN segmentation (NETIF_F_TSO_ECN): needed with TSO for SKB_GSO_TCP_ECN skbs. */
+export const NETIF_F_TSO_ECN = 1 << 4;
 
 /** ndo_start_xmit return codes. */
 export const NETDEV_TX_OK = 0;

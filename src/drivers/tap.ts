@@ -110,8 +110,11 @@ import {
   NETDEV_TX_OK,
   type NetDevice,
   type NetNamespace,
+  NETIF_F_GSO_UDP_L4,
   NETIF_F_HW_CSUM,
   NETIF_F_SG,
+  NETIF_F_TSO,
+  NETIF_F_TSO_ECN,
   RX_DROPPED,
   RX_ERRORS,
   TX_ERRORS,
@@ -819,7 +822,12 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
   dev.priv = p;
   dev.xmit = tapXmit;
   // We gather frags and frag lists; with a vnet header the kernel completes PARTIAL checksums.
-  dev.features = NETIF_F_SG | (vnet ? NETIF_F_HW_CSUM : 0);
+  // With a vnet header the kernel takes TCP super-frames whole
+  // (tun_get_user → virtio_net_hdr_to_skb) whatever TUNSETOFFLOAD said, which
+  // only bounds what it sends us; UDP_L4 super-frames only on kernels that
+  // know USO (6.2+), i.e. when TUNSETOFFLOAD accepted TUN_F_USO4.
+  dev.features =
+    NETIF_F_SG | (vnet ? NETIF_F_HW_CSUM | NETIF_F_TSO | NETIF_F_TSO_ECN | ((offload & TUN_F_USO4) !== 0 ? NETIF_F_GSO_UDP_L4 : 0) : 0);
   for (let i = 0; i < nq; i++) {
     const q = new TapQueue(i, fds[i] as number, netifNapiAdd(sd, dev, tapPoll, weight), slots, segs, hdrLen);
     p.queues.push(q);

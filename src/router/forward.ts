@@ -28,7 +28,7 @@ import { runNapiLoop } from "../core/loop.js";
 import { type NapiStruct, netRxAction, Softnet } from "../core/napi.js";
 import { devDropSkb, devQueueXmit, type NetDevice, NetNamespace, parseMac, RX_DROPPED, RX_PACKETS, TX_BYTES, TX_DROPPED, TX_PACKETS } from "../core/netdev.js";
 import { pcapDevClose, pcapDevCreate, pcapDevInputDone, pcapDevNapi, pcapDevStats } from "../drivers/pcap-dev.js";
-import { tapClose, tapCreate, tapNapi } from "../drivers/tap.js";
+import { tapClose, tapCreate, tapNapi, tapStats } from "../drivers/tap.js";
 import { udpTunnelClose, udpTunnelCreate, udpTunnelNapi } from "../drivers/udp-tunnel.js";
 import { kmemCacheInfo } from "../mm/slab.js";
 import { mmSlabInfo } from "../mm/mm.js";
@@ -604,6 +604,8 @@ export interface ForwardReport {
   neigh: Record<string, number>;
   nat: Record<string, number>;
   pcap: Record<string, ReturnType<typeof pcapDevStats>>;
+  /** TAP driver counters per TAP device (frames, GSO super-frames, checksum offload, errors). */
+  tap: Record<string, ReturnType<typeof tapStats>>;
   loop: { runs: number; packets: number; sleeps: number; wakeups: number; yields: number };
   leaks: { heads: number; pages: number; slabsInUse: Record<string, number>; conntrackEntries: number };
   ok: boolean;
@@ -647,6 +649,8 @@ export async function forwarderDestroy(f: Forwarder, reason: string, loop: Forwa
   forwarderDrain(f);
   const pcap: ForwardReport["pcap"] = {};
   for (const p of f.phys) if (p.cfg.type === "pcap") pcap[p.dev.name] = pcapDevStats(p.dev);
+  const tap: ForwardReport["tap"] = {};
+  for (const p of f.phys) if (p.cfg.type === "tap") tap[p.dev.name] = tapStats(p.dev);
   for (const p of f.phys) p.dev.up = false;
   for (const p of f.phys) await closeDevice(f.cpu, p);
   forwarderDrain(f);
@@ -683,6 +687,7 @@ export async function forwarderDestroy(f: Forwarder, reason: string, loop: Forwa
     neigh: neighStats(f.neigh),
     nat: nfNatStats(f.router.nat),
     pcap,
+    tap,
     loop,
     leaks,
     ok: heads === 0 && pages === 0 && Object.keys(slabsInUse).length === 0 && conntrackEntries === 0 && pcapOk,
@@ -699,6 +704,12 @@ export function formatForwardReport(r: ForwardReport): string {
   lines.push(`drops       ${kv(r.dropsByReason)}`);
   lines.push(`arp         ${kv(r.arp)}`);
   lines.push(`nat         ${kv(r.nat)}`);
+  for (const [n, s] of Object.entries(r.tap)) {
+    lines.push(
+      `tap ${n}  rx ${s.rxFrames} frames (${s.rxGso} GSO), tx ${s.txFrames} frames (${s.txGso} GSO, ${s.txGsoSegmented} segmented in software)` +
+        `, tx busy ${s.txBusy}, tx errors ${s.txErrors + s.txCarrier + s.txPrepFail}, rx errors ${s.rxErrors + s.rxTruncated + s.rxRunt + s.rxBadVnetHdr + s.rxNomem}`,
+    );
+  }
   for (const [n, s] of Object.entries(r.pcap)) {
     lines.push(`pcap ${n}  read ${s.read}, injected ${s.injected}, skipped ${s.skipped}, written ${s.written}${s.error !== null ? `, error: ${s.error}` : ""}`);
   }

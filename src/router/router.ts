@@ -21,10 +21,10 @@
  * @module
  */
 
-import { be32s, skbNetworkHeader } from "../skb/access.js";
+import { be32s, skbNetworkHeader, skbShinfo } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
-import { CHECKSUM_PARTIAL, PACKET_HOST, SKB_DEV, SKB_IP_SUMMED, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
+import { CHECKSUM_PARTIAL, PACKET_HOST, SHINFO_GSO_TYPE, SKB_DEV, SKB_IP_SUMMED, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
 import { ethHeaderPush, ethTypeTrans } from "../net/ethernet.js";
 import { skbVlanTagGetId, skbVlanTagPresent, skbVlanUntag, __vlanHwaccelClearTag, vlanInsertTag } from "../net/vlan.js";
 import {
@@ -67,7 +67,7 @@ import {
   IP_DF,
 } from "../net/proto.js";
 import { type GroList, groFlush, napiGroReceive } from "../core/gro.js";
-import { skbGsoSegment, skbIsGso } from "../core/gso.js";
+import { netGsoOk, skbGsoSegment, skbGsoValidateNetworkLen, skbIsGso } from "../core/gso.js";
 import {
   devDropSkb,
   devQueueXmit,
@@ -355,7 +355,10 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
   }
   if (forward) r.stats[RT_FORWARDED]++;
   const nexthop = fibNextHop(r.fib, rt, daddr) | 0;
-  if (!tooBig && !gso) {
+  // ip_finish_output_gso + validate_xmit_skb: a GSO skb whose segments fit the
+  // MTU goes to a device that can segment it (TSO/USO, e.g. a TAP with a vnet
+  // header) whole; otherwise it is segmented here in software.
+  if (!tooBig && (!gso || gsoPassThrough(cpu, odev, skb, mtu))) {
     l2Output(r, cpu, odev, skb, nexthop);
     return;
   }
@@ -387,6 +390,14 @@ function routeAndOutput(r: Router, cpu: SkbCpu, inDev: NetDevice, skb: number, f
     l2Output(r, cpu, odev, segs, nexthop);
     segs = next;
   }
+}
+
+/** Can `odev` (or, for a VLAN child, its parent too) take GSO `skb` whole at this MTU? */
+function gsoPassThrough(cpu: SkbCpu, odev: NetDevice, skb: number, mtu: number): boolean {
+  const type = cpu.u32[(skbShinfo(cpu, skb) + SHINFO_GSO_TYPE) >>> 2] as number;
+  const parent = odev.parent;
+  const features = parent !== null ? odev.features & parent.features : odev.features;
+  return netGsoOk(features, type) && skbGsoValidateNetworkLen(cpu, skb, mtu);
 }
 
 /** neigh_output + dev_queue_xmit: Ethernet header, 802.1Q tag for VLAN children, transmit. */

@@ -23,6 +23,9 @@ import {
   gsoSetZeroCopy,
   gsoStats,
   gsoStatsSnapshot,
+  netGsoOk,
+  SKB_GSO_DODGY,
+  SKB_GSO_TCP_ECN,
   SKB_GSO_TCP_FIXEDID,
   SKB_GSO_TCPV4,
   SKB_GSO_TCPV6,
@@ -32,6 +35,7 @@ import {
   skbGsoValidateNetworkLen,
   skbIsGso,
 } from "../../src/core/gso.js";
+import { NETIF_F_GSO_UDP_L4, NETIF_F_HW_CSUM, NETIF_F_SG, NETIF_F_TSO, NETIF_F_TSO_ECN } from "../../src/core/netdev.js";
 import { allocPage, pageRefCount } from "../../src/mm/page-alloc.js";
 import { kmemCacheAlloc, kmemCacheFree, kmemCacheInfo } from "../../src/mm/slab.js";
 import { csumPartial, csumTcpudpMagic, ipFastCsum } from "../../src/net/checksum.js";
@@ -709,5 +713,18 @@ describe("GRO → GSO property", () => {
     assert.equal(skbGsoSegment(cpu, skb, 1500), 0);
     kfreeSkb(cpu, skb);
     assertNoLeaks(cpu);
+  });
+});
+
+describe("netGsoOk (net_gso_ok)", () => {
+  test("TCPV4 needs NETIF_F_TSO, ECN needs TSO_ECN, UDP_L4 needs GSO_UDP_L4, DODGY needs nothing", () => {
+    assert.equal(netGsoOk(0, SKB_GSO_TCPV4), false);
+    assert.equal(netGsoOk(NETIF_F_TSO, SKB_GSO_TCPV4), true);
+    assert.equal(netGsoOk(NETIF_F_TSO, SKB_GSO_TCPV4 | SKB_GSO_DODGY), true);
+    assert.equal(netGsoOk(NETIF_F_TSO, SKB_GSO_TCPV4 | SKB_GSO_TCP_ECN), false);
+    assert.equal(netGsoOk(NETIF_F_TSO | NETIF_F_TSO_ECN, SKB_GSO_TCPV4 | SKB_GSO_TCP_ECN), true);
+    assert.equal(netGsoOk(NETIF_F_TSO, SKB_GSO_UDP_L4), false);
+    assert.equal(netGsoOk(NETIF_F_GSO_UDP_L4, SKB_GSO_UDP_L4 | SKB_GSO_DODGY), true);
+    assert.equal(netGsoOk(NETIF_F_TSO | NETIF_F_GSO_UDP_L4 | NETIF_F_TSO_ECN | NETIF_F_HW_CSUM | NETIF_F_SG, SKB_GSO_TCPV6), false, "no TSO6 feature exists here");
   });
 });

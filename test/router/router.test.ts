@@ -18,7 +18,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { GRO_STAT_MERGED, groStats } from "../../src/core/gro.js";
-import { RX_DROPPED, TX_DROPPED } from "../../src/core/netdev.js";
+import { SKB_GSO_TCPV4, skbGsoSegment, skbIsGso } from "../../src/core/gso.js";
+import { NETDEV_TX_BUSY, NETDEV_TX_OK, NETIF_F_TSO, RX_DROPPED, TX_DROPPED } from "../../src/core/netdev.js";
+import { skbShinfo } from "../../src/skb/access.js";
+import { CHECKSUM_PARTIAL, SHINFO_GSO_SIZE, SHINFO_GSO_TYPE, SKB_IP_SUMMED, SKB_NEXT } from "../../src/skb/layout.js";
 import { buildFrame } from "../../src/drivers/frames.js";
 import { PG_RX_BAD_CSUM, pktgenStats } from "../../src/drivers/pktgen.js";
 import { SK_BAD_CSUM, SK_RX, sinkStats } from "../../src/drivers/sink.js";
@@ -319,6 +322,60 @@ describe("router end to end (pktgen → router → sink and back)", () => {
         });
       });
     }
+  }
+
+  // ip_finish_output_gso / validate_xmit_skb: a device with NETIF_F_TSO gets
+  // the GRO aggregate whole (as a TAP with a vnet header does); the router
+  // segments only for devices without it or when a segment would exceed the MTU.
+  for (const tso of [true, false]) {
+    test(`GSO pass-through: ${tso ? "a TSO device gets TCP aggregates whole" : "without NETIF_F_TSO the router segments them"}`, () => {
+      const { s, srv } = bed({ traffic: { proto: "tcp", size: 1518, flows: 4, insideHosts: 4, vlan: 10 } });
+      const out = s.out0;
+      if (tso) out.features |= NETIF_F_TSO;
+      else out.features &= ~NETIF_F_TSO;
+      srv.length = 0;
+      // The device model: like a NIC with TSO, segment in "hardware" (skbGsoSegment) and hand the
+      // segments on; record what the stack gave it.
+      const orig = out.xmit;
+      const seen = { gso: 0, plain: 0, bad: [] as string[] };
+      out.xmit = (cpu, dev, skb) => {
+        if (!skbIsGso(cpu, skb)) {
+          seen.plain++;
+          return orig(cpu, dev, skb);
+        }
+        seen.gso++;
+        const sh = skbShinfo(cpu, skb);
+        const gsoSize = cpu.u16[(sh + SHINFO_GSO_SIZE) >>> 1] as number;
+        const type = cpu.u32[(sh + SHINFO_GSO_TYPE) >>> 2] as number;
+        if (gsoSize !== 1460) seen.bad.push(`gso_size ${gsoSize}`);
+        if ((type & SKB_GSO_TCPV4) === 0) seen.bad.push(`gso_type ${type}`);
+        if ((cpu.u8[skb + SKB_IP_SUMMED] as number) !== CHECKSUM_PARTIAL) seen.bad.push("not CHECKSUM_PARTIAL");
+        const segs = skbGsoSegment(cpu, skb, 1500, dev.features);
+        if (segs === 0) return NETDEV_TX_BUSY;
+        for (let g = segs; g !== 0; ) {
+          const next = cpu.u32[(g + SKB_NEXT) >>> 2] as number;
+          cpu.u32[(g + SKB_NEXT) >>> 2] = 0;
+          orig(cpu, dev, g);
+          g = next;
+        }
+        return NETDEV_TX_OK;
+      };
+      const r = scenarioRun(s, 2000);
+      assert.equal(r.stalled, false);
+      pollIdle(s);
+      assert.deepEqual(seen.bad, []);
+      if (tso) {
+        assert.ok(seen.gso > 100, `aggregates reached the TSO device whole: ${seen.gso}`);
+        assert.equal(s.router.stats[RT_GSO_EXTRA], 0, "the router segmented nothing");
+      } else {
+        assert.equal(seen.gso, 0, "no GSO skb reaches a device without TSO");
+        assert.ok((s.router.stats[RT_GSO_EXTRA] as number) > 100, "the router segmented the aggregates itself");
+      }
+      const sk = sinkStats(s.sink);
+      assert.equal(sk.badSeq + sk.badCsum + sk.badAddr + sk.badOther, 0, JSON.stringify(sk));
+      assert.equal(sk.rx, 2000 + 8);
+      destroyClean(s);
+    });
   }
 
   test("GRO off: TCP 1518 is forwarded segment by segment, no GSO", () => {
