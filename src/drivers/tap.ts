@@ -263,6 +263,14 @@ export interface TapOptions {
   offload?: number;
   /** Queues: more than 1 opens the interface with IFF_MULTI_QUEUE, one fd and one NAPI per queue. */
   queues?: number;
+  /**
+   * Open with IFF_MULTI_QUEUE even for one queue, so that other threads or
+   * processes (one per CPU) can attach their own queues to the same
+   * interface by name. The kernel then spreads flows over the queues
+   * (tun's automq: a flow goes to the queue that last wrote it). Default
+   * false (true whenever queues > 1).
+   */
+  multiQueue?: boolean;
   /** RX slots per queue = most frames per readBurst (default 64, 16 when frames span pages). */
   rxBurst?: number;
   /** NAPI weight (default 64). */
@@ -794,7 +802,7 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
   const slots = checkInt(name, "rxBurst", o.rxBurst ?? (segs > 1 ? 16 : 64), 1, 1024);
   const weight = checkInt(name, "weight", o.weight ?? NAPI_POLL_WEIGHT, 1, 65536);
   const c = addon.constants;
-  const flags = (vnet ? c.IFF_VNET_HDR : 0) | (nq > 1 ? c.IFF_MULTI_QUEUE : 0);
+  const flags = (vnet ? c.IFF_VNET_HDR : 0) | (nq > 1 || o.multiQueue === true ? c.IFF_MULTI_QUEUE : 0);
   const fds: number[] = [];
   let ifname = name;
   try {

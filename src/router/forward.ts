@@ -410,12 +410,32 @@ export interface Forwarder {
   phys: PhysDev[];
   /** Devices with an address (physical and VLAN children). */
   l3: NetDevice[];
+  /**
+   * Multi-core hand-off, run first on every received packet: returns true
+   * when it took the skb (queued to the CPU that owns its connection).
+   * null on a single CPU.
+   */
+  rxSteer: ((cpu: SkbCpu, dev: NetDevice, skb: number) => boolean) | null;
+}
+
+/** How {@link forwarderCreate} builds one CPU's router (defaults: a single-CPU router owning its memory). */
+export interface ForwarderCreateOptions {
+  /** Shared memory (a worker CPU attaches to the controller's); default: created from the config. */
+  mem?: SkbMemory;
+  /** This CPU's id in `mem` (default 0). */
+  cpuId?: number;
+  /** The conntrack region of this CPU in `mem` (default: the unnamed one). */
+  conntrackName?: string;
+  /** This CPU's NAT port range (default the whole masquerade range). */
+  natPorts?: readonly [number, number];
+  /** Open TAPs with IFF_MULTI_QUEUE so that every CPU attaches its own queue (default false). */
+  tapMultiQueue?: boolean;
 }
 
 /** Build the router from a validated configuration (cold; opens devices). */
-export async function forwarderCreate(config: ForwardConfig): Promise<Forwarder> {
-  const mem = createSkbMemory({ arenaSize: config.arenaSize, extraRegions: conntrackRegionSpec({ max: config.conntrackMax }) });
-  const cpu = createSkbCpu(mem, 0, { profile: "5.12" });
+export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateOptions = {}): Promise<Forwarder> {
+  const mem = o.mem ?? createSkbMemory({ arenaSize: config.arenaSize, extraRegions: conntrackRegionSpec({ max: config.conntrackMax }) });
+  const cpu = createSkbCpu(mem, o.cpuId ?? 0, { profile: "5.12" });
   const ns = new NetNamespace();
   const sd = new Softnet(cpu, ns);
   const phys: PhysDev[] = [];
@@ -431,7 +451,13 @@ export async function forwarderCreate(config: ForwardConfig): Promise<Forwarder>
       let gro = true;
       const common = { ...(c.mtu !== undefined ? { mtu: c.mtu } : {}), ...(c.mac !== undefined ? { mac: c.mac } : {}) };
       if (c.type === "tap") {
-        dev = tapCreate(ns, sd, { name: c.name, ...common, ...(c.vnetHdr !== undefined ? { vnetHdr: c.vnetHdr } : {}), recv });
+        dev = tapCreate(ns, sd, {
+          name: c.name,
+          ...common,
+          ...(c.vnetHdr !== undefined ? { vnetHdr: c.vnetHdr } : {}),
+          ...(o.tapMultiQueue === true ? { multiQueue: true } : {}),
+          recv,
+        });
         napi = tapNapi(dev, 0);
       } else if (c.type === "vxlan" || c.type === "udp") {
         const l = c.local as { address: string; port?: number };
@@ -481,9 +507,17 @@ export async function forwarderCreate(config: ForwardConfig): Promise<Forwarder>
     }
     p.dev.up = true;
   }
-  const ct = conntrackCreate(mem.arena, { max: config.conntrackMax, clock: () => sd.jiffies });
+  const ct = conntrackCreate(mem.arena, {
+    max: config.conntrackMax,
+    clock: () => sd.jiffies,
+    ...(o.conntrackName !== undefined ? { name: o.conntrackName } : {}),
+  });
   const outside = config.nat !== null ? ns.get(config.nat.outside) : null;
-  const nat = nfNatCreate({ outsideIfindex: outside !== null ? outside.ifindex : -1, outsideAddr: outside !== null ? outside.ipAddr : 0 });
+  const nat = nfNatCreate({
+    outsideIfindex: outside !== null ? outside.ifindex : -1,
+    outsideAddr: outside !== null ? outside.ipAddr : 0,
+    ...(o.natPorts !== undefined ? { portMin: o.natPorts[0], portMax: o.natPorts[1] } : {}),
+  });
   const router = new ForwardRouter(cpu, ns, sd, ct, nat);
   const nmap = new ArpNeighMap();
   Object.defineProperty(router, "neigh", { value: nmap, writable: false, enumerable: true, configurable: false });
@@ -501,7 +535,7 @@ export async function forwarderCreate(config: ForwardConfig): Promise<Forwarder>
   routerSetAddresses(router);
   const neigh = neighTableCreate({ accept: false });
   for (const n of config.neighbours) neighAddPermanent(neigh, ns.get(n.dev).ifindex, n.address, parseMac(n.mac));
-  const f: Forwarder = { config, mem, cpu, ns, sd, router, ct, neigh, arpStats: arpStatsCreate(), phys, l3 };
+  const f: Forwarder = { config, mem, cpu, ns, sd, router, ct, neigh, arpStats: arpStatsCreate(), phys, l3, rxSteer: null };
   nmap.f = f;
   const handler = (c: SkbCpu, d: NetDevice, skb: number): void => forwardRx(f, c, d, skb);
   for (const d of l3) d.rxHandler = handler;
@@ -510,6 +544,8 @@ export async function forwarderCreate(config: ForwardConfig): Promise<Forwarder>
 
 /** The receive handler of every addressed device: ARP to arpRcv, the rest to the IPv4 stack. */
 export function forwardRx(f: Forwarder, cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  // Multi-core: a packet whose connection another CPU owns is handed to it.
+  if (f.rxSteer !== null && f.rxSteer(cpu, dev, skb)) return;
   if ((cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) === ETH_P_ARP) {
     const rc = arpRcv(cpu, skb, dev, f.neigh, f.arpStats, f.sd.jiffies);
     if (rc === 0) l2Xmit(cpu, dev, skb);
@@ -621,6 +657,8 @@ export interface ForwardRunOptions {
   statsMs?: number;
   /** Timer period (router timers, ARP) in ms (default 100). */
   timerMs?: number;
+  /** Other CPUs share the memory: see {@link forwarderDestroy}. */
+  sharedMemory?: boolean;
 }
 
 /**
@@ -641,11 +679,21 @@ export async function forwarderRun(f: Forwarder, o: ForwardRunOptions = {}): Pro
     clearInterval(timer);
     if (statsTimer !== undefined) clearInterval(statsTimer);
   }
-  return forwarderDestroy(f, res.reason, { runs: res.runs, packets: res.packets, sleeps: res.sleeps, wakeups: res.wakeups, yields: res.yields });
+  return forwarderDestroy(
+    f,
+    res.reason,
+    { runs: res.runs, packets: res.packets, sleeps: res.sleeps, wakeups: res.wakeups, yields: res.yields },
+    o.sharedMemory === true,
+  );
 }
 
-/** Tear down and report (cold). */
-export async function forwarderDestroy(f: Forwarder, reason: string, loop: ForwardReport["loop"]): Promise<ForwardReport> {
+/**
+ * Tear down and report (cold). `sharedMemory`: other CPUs still use the
+ * arena, so the slab, head and page counts are global and not this CPU's to
+ * judge — `ok` then only covers what this CPU owns (conntrack, captures);
+ * the controller checks the memory once every CPU has stopped.
+ */
+export async function forwarderDestroy(f: Forwarder, reason: string, loop: ForwardReport["loop"], sharedMemory = false): Promise<ForwardReport> {
   forwarderDrain(f);
   const pcap: ForwardReport["pcap"] = {};
   for (const p of f.phys) if (p.cfg.type === "pcap") pcap[p.dev.name] = pcapDevStats(p.dev);
@@ -690,7 +738,7 @@ export async function forwarderDestroy(f: Forwarder, reason: string, loop: Forwa
     tap,
     loop,
     leaks,
-    ok: heads === 0 && pages === 0 && Object.keys(slabsInUse).length === 0 && conntrackEntries === 0 && pcapOk,
+    ok: (sharedMemory || (heads === 0 && pages === 0 && Object.keys(slabsInUse).length === 0)) && conntrackEntries === 0 && pcapOk,
   };
 }
 
