@@ -545,7 +545,7 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
 /** The receive handler of every addressed device: ARP to arpRcv, the rest to the IPv4 stack. */
 export function forwardRx(f: Forwarder, cpu: SkbCpu, dev: NetDevice, skb: number): void {
   // Multi-core: a packet whose connection another CPU owns is handed to it.
-  if (f.rxSteer !== null && f.rxSteer(cpu, dev, skb)) return;
+  if (f.rxSteer?.(cpu, dev, skb) === true) return;
   if ((cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) === ETH_P_ARP) {
     const rc = arpRcv(cpu, skb, dev, f.neigh, f.arpStats, f.sd.jiffies);
     if (rc === 0) l2Xmit(cpu, dev, skb);
