@@ -1,8 +1,9 @@
 /**
- * `skb forward CONFIG.json [--stats SECONDS] [--json] [--until-idle]`: run
- * the router of src/router/forward.ts until SIGINT / SIGTERM (or, with
+ * `skb forward CONFIG.json [--workers N] [--stats SECONDS] [--json] [--until-idle]`:
+ * run the router of src/router/forward.ts until SIGINT / SIGTERM (or, with
  * `--until-idle`, until every capture input is done), then print the final
- * report with its leak check.
+ * report with its leak check. `--workers N` (N > 1) runs it on N worker
+ * threads as N CPUs (src/smp/forward-cluster.ts).
  *
  * Exit codes: 0 stopped cleanly with no leak, 1 a leak or a runtime error,
  * 2 bad usage or an invalid configuration.
@@ -12,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  type ForwardConfig,
   ForwardConfigError,
   type ForwardStats,
   forwarderCreate,
@@ -20,13 +22,18 @@ import {
   formatForwardStats,
   loadForwardConfig,
 } from "../router/forward.js";
+import { type ForwardClusterReport, type ForwardClusterStats, forwardClusterCheck, forwardClusterRun } from "../smp/forward-cluster.js";
 import { UsageError } from "./main.js";
 
 export const FORWARD_HELP = `skb forward — a long-running router from a JSON configuration
 
 Usage:
-  skb forward CONFIG.json [--stats SECONDS] [--json] [--until-idle]
+  skb forward CONFIG.json [--workers N] [--stats SECONDS] [--json] [--until-idle]
 
+  --workers N    run on N worker threads as N CPUs (default 1: this thread). Every
+                 device must be a tap: each CPU opens its own queue of the multi-queue
+                 TAP and owns a conntrack partition and a slice of the NAT ports; a
+                 packet that the kernel queued to the wrong CPU is handed over on a ring
   --stats N      print per-device rx/tx/drops and the conntrack count every N seconds
   --json         stats and the final report as JSON lines
   --until-idle   stop once every pcap input has been read and nothing is in flight
@@ -54,6 +61,7 @@ const OPTIONS = {
   json: { type: "boolean" },
   stats: { type: "string" },
   "until-idle": { type: "boolean" },
+  workers: { type: "string" },
 } as const;
 
 /** Run `skb forward ...` (argv after "forward"); resolves to the exit code. */
@@ -78,6 +86,12 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     statsMs = Math.round(n * 1000);
   }
   const json = v.json === true;
+  let workers = 1;
+  if (v.workers !== undefined) {
+    if (!/^\d+$/.test(v.workers) || Number(v.workers) < 1 || Number(v.workers) > 64) throw new UsageError(`--workers: '${v.workers}' is not an integer 1..64`);
+    workers = Number(v.workers);
+  }
+  if (workers > 1 && v["until-idle"] === true) throw new UsageError("--until-idle is for pcap inputs, which --workers > 1 cannot share");
   let config: ReturnType<typeof loadForwardConfig>;
   try {
     config = loadForwardConfig(pos[0] as string);
@@ -87,6 +101,18 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
       return 2;
     }
     throw e;
+  }
+  if (workers > 1) {
+    try {
+      forwardClusterCheck(config, workers);
+    } catch (e) {
+      if (e instanceof ForwardConfigError) {
+        err(`skb: ${e.message}`);
+        return 2;
+      }
+      throw e;
+    }
+    return await runCluster(config, workers, json, statsMs, out, err);
   }
   let f: Awaited<ReturnType<typeof forwarderCreate>>;
   try {
@@ -112,6 +138,59 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
         : {}),
     });
     out(json ? JSON.stringify({ type: "report", ...report }) : formatForwardReport(report));
+    return report.ok ? 0 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+async function runCluster(
+  config: ForwardConfig,
+  workers: number,
+  json: boolean,
+  statsMs: number | undefined,
+  out: (s: string) => void,
+  err: (s: string) => void,
+): Promise<number> {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    err(`skb forward: ${sig}, stopping`);
+    ac.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    let report: ForwardClusterReport;
+    try {
+      report = await forwardClusterRun(config, {
+        workers,
+        signal: ac.signal,
+        onReady: (devs) => err(`skb forward: running on ${workers} CPUs (${devs.join(", ")})`),
+        ...(statsMs !== undefined
+          ? {
+              statsMs,
+              onStats: (s: ForwardClusterStats) =>
+                out(
+                  json
+                    ? JSON.stringify({ type: "stats", ...s })
+                    : `${formatForwardStats(s)}\n  per CPU forwarded: ${s.perCpu.map((c) => `cpu${c.id} ${c.forwarded} (handed out ${c.handoff.handedOut ?? 0})`).join(", ")}`,
+                ),
+            }
+          : {}),
+      });
+    } catch (e) {
+      err(`skb: forward: ${(e as Error).message}`);
+      return 1;
+    }
+    if (json) out(JSON.stringify({ type: "report", ...report }));
+    else {
+      out(formatForwardReport(report));
+      out(
+        `cpus        ${report.perCpu.map((c) => `cpu${c.id}: forwarded ${c.forwarded}, handed out ${c.handoff.handedOut ?? 0}, in ${c.handoff.handedIn ?? 0}`).join("; ")}`,
+      );
+      for (const p of report.problems) out(`problem     ${p}`);
+    }
     return report.ok ? 0 : 1;
   } finally {
     process.off("SIGINT", onSignal);

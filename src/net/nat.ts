@@ -122,6 +122,9 @@ export interface NatConfig {
   portMin?: number;
   /** Highest (default 65535). */
   portMax?: number;
+  /** ICMP echo identifiers to map to (default 0..65535; a CPU of several takes its own slice). */
+  icmpIdMin?: number;
+  icmpIdMax?: number;
 }
 
 /** One thread's NAT: configuration, last drop reason, counters. Fixed shape. */
@@ -131,6 +134,8 @@ export class NfNat {
   readonly outsideAddr: number;
   readonly portMin: number;
   readonly portMax: number;
+  readonly icmpIdMin: number;
+  readonly icmpIdMax: number;
   /** Counters, NAT_STAT_* indices. */
   readonly stats: Float64Array;
   /** SKB_DROP_REASON of the last failed call. */
@@ -150,6 +155,13 @@ export class NfNat {
     this.outsideAddr = c.outsideAddr | 0;
     this.portMin = min;
     this.portMax = max;
+    const imin = c.icmpIdMin ?? 0;
+    const imax = c.icmpIdMax ?? 65535;
+    if (!Number.isInteger(imin) || !Number.isInteger(imax) || imin < 0 || imax > 65535 || imin > imax) {
+      throw new RangeError(`nfNatCreate: ICMP id range ${imin}-${imax} is not within 0-65535`);
+    }
+    this.icmpIdMin = imin;
+    this.icmpIdMax = imax;
     this.stats = new Float64Array(NAT_STAT_MAX);
   }
 }
@@ -352,8 +364,8 @@ function masqSetup(nat: NfNat, ct: Conntrack, base: number, proto: number): numb
     const icmp = proto === IPPROTO_ICMP;
     const key = ports >>> 16;
     const fixed = icmp ? rports & 0xffff : ports & 0xffff;
-    const min = icmp ? 0 : nat.portMin;
-    const range = icmp ? 65536 : nat.portMax - nat.portMin + 1;
+    const min = icmp ? nat.icmpIdMin : nat.portMin;
+    const range = icmp ? nat.icmpIdMax - nat.icmpIdMin + 1 : nat.portMax - nat.portMin + 1;
     let k = key;
     if (key < min || key >= min + range || usedTuple(ct, out, d, icmp ? (key << 16) | fixed : (fixed << 16) | key, proto)) {
       k = uniqueKey(ct, out, s, d, proto, fixed, min, range);

@@ -428,6 +428,8 @@ export interface ForwarderCreateOptions {
   conntrackName?: string;
   /** This CPU's NAT port range (default the whole masquerade range). */
   natPorts?: readonly [number, number];
+  /** This CPU's ICMP echo id range for NAT (default 0..65535). */
+  natIcmpIds?: readonly [number, number];
   /** Open TAPs with IFF_MULTI_QUEUE so that every CPU attaches its own queue (default false). */
   tapMultiQueue?: boolean;
 }
@@ -517,6 +519,7 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
     outsideIfindex: outside !== null ? outside.ifindex : -1,
     outsideAddr: outside !== null ? outside.ipAddr : 0,
     ...(o.natPorts !== undefined ? { portMin: o.natPorts[0], portMax: o.natPorts[1] } : {}),
+    ...(o.natIcmpIds !== undefined ? { icmpIdMin: o.natIcmpIds[0], icmpIdMax: o.natIcmpIds[1] } : {}),
   });
   const router = new ForwardRouter(cpu, ns, sd, ct, nat);
   const nmap = new ArpNeighMap();
