@@ -181,6 +181,20 @@ describe("nat: masquerade TCP and UDP", () => {
 });
 
 describe("nat: ICMP", () => {
+  test("an ICMP id slice (one CPU of several): ids outside it are remapped into it, replies restored", () => {
+    const r = makeRouter({}, { icmpIdMin: 30000, icmpIdMax: 30001 });
+    const a = accept(r, pingPkt(H1, R1, 8, 0x77, 1), false);
+    const ida = parse(a.bytes).icmpId;
+    assert.ok(ida === 30000 || ida === 30001, `id ${ida} in the slice`);
+    const b = accept(r, pingPkt(H2, R1, 8, 0x77, 1), false);
+    const idb = parse(b.bytes).icmpId;
+    assert.ok((idb === 30000 || idb === 30001) && idb !== ida, `second id ${idb} is the other one`);
+    assertBytes(accept(r, pingPkt(R1, OUTSIDE, 0, idb, 1), true).bytes, pingPkt(R1, H2, 0, 0x77, 1), "reply to H2");
+    assert.equal(send(r, pingPkt(H3, R1, 8, 0x77, 1), false).verdict, SKB_DROP_REASON.NAT_NO_PORT, "the slice is used up");
+    assert.throws(() => nfNatCreate({ outsideIfindex: 1, outsideAddr: OUTSIDE, icmpIdMin: 10, icmpIdMax: 5 }), /ICMP id range/);
+    assert.throws(() => nfNatCreate({ outsideIfindex: 1, outsideAddr: OUTSIDE, icmpIdMax: 70000 }), /ICMP id range/);
+    assertClean(r);
+  });
   test("echo ids: kept when free, remapped on collision, restored on the replies", () => {
     const r = makeRouter();
     const a = accept(r, pingPkt(H1, R1, 8, 0x77, 1), false);
