@@ -79,7 +79,7 @@ Usage:
   skb pcap replay IN --out OUT   push a capture through the VLAN NAT router and
                                  record what leaves each side (skb pcap --help)
   skb forward CONFIG.json        run a router from a JSON config until SIGINT/SIGTERM
-                                 (--stats N, --json, --until-idle; skb forward --help)
+                                 (--workers N, --stats N, --json, --until-idle; skb forward --help)
   skb help [command]             this text
 
 Common options:

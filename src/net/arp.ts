@@ -12,15 +12,25 @@
  *                              │ mcast_solicit probes unanswered          ▲ request / unsolicited ARP seen
  *                              └──> FAILED ─gc──> (gone)                  └─ (STALE is still used for output)
  *   PERMANENT (static) entries never age and are never changed by ARP.
+ *
+ *  arp_queue of an INCOMPLETE entry i (packets waiting for its address),
+ *  linked through skb->next, oldest first:
+ *   qHead[i] ─> skb ─next─> skb ─next─> skb = qTail[i]   (its next is 0)
+ *   qBytes[i] = Σ truesize ≤ unres_qlen_bytes (or one skb alone), qLen[i] = count
+ *    full:       the oldest goes first (NEIGH_QUEUEFULL, unresDiscards)
+ *    resolved:   every skb, in order, to ops.output with the new address (neigh_update)
+ *    FAILED:     every skb to ops.errorReport (ICMP host unreachable + NEIGH_FAILED)
+ *    removed:    every skb to ops.drop (NEIGH_DEAD)
  * ```
  *
  * The table lives in typed arrays (chained hash, fixed capacity =
- * gc_thresh3); lookups, updates and ARP receive allocate no JS objects. The
- * reachable time is `base_reachable_time` exactly (the kernel randomises it
- * to 0.5..1.5×); DELAY/PROBE unicast probing is not modelled (a STALE entry
- * stays usable until it is collected), and packets waiting for resolution
- * are not queued (the caller drops them and sends a request, counted as
- * `unresDiscards`).
+ * gc_thresh3); lookups, updates, queueing and ARP receive allocate no JS
+ * objects. The reachable time is `base_reachable_time` exactly (the kernel
+ * randomises it to 0.5..1.5×); DELAY/PROBE unicast probing is not modelled
+ * (a STALE entry stays usable until it is collected). Packets for an
+ * unresolved next hop wait on the entry's queue ({@link __neighEventSend})
+ * as the kernel's `arp_queue` does; what happens to them is the caller's
+ * {@link NeighOps}, installed once with {@link neighTableSetOps}.
  *
  * This module knows nothing of net devices (the core layer sits above it):
  * callers pass the device's MAC, IPv4 address and ifindex ({@link ArpDev},
@@ -34,7 +44,7 @@ import { allocSkb } from "../skb/alloc.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { __skbPut, pskbMayPull, pskbTrim, skbReserve } from "../skb/data.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
-import { PACKET_HOST, PACKET_OTHERHOST, SKB_DEV, SKB_LEN, SKB_PKT_TYPE, SKB_PROTOCOL } from "../skb/layout.js";
+import { PACKET_HOST, PACKET_OTHERHOST, SKB_DEV, SKB_LEN, SKB_NEXT, SKB_PKT_TYPE, SKB_PROTOCOL, SKB_TRUESIZE } from "../skb/layout.js";
 import { ETH_BROADCAST_ADDR, etherAddrCopy, etherAddrEqual, ethHeaderPush, isMulticastEtherAddr, LL_RESERVED_SPACE_ETH, skbEnsureWritable } from "./ethernet.js";
 import { ipv4IsLbcast, ipv4IsLoopback, ipv4IsMulticast } from "./ipv4.js";
 import { ETH_ALEN, ETH_P_ARP, ETH_P_IP } from "./proto.js";
@@ -108,8 +118,10 @@ export const ARP_OUT_REQUESTS = 4;
 export const ARP_OUT_REPLIES = 5;
 /** Requests or replies that could not be built (no memory). */
 export const ARP_OUT_ERRORS = 6;
-export const ARP_STAT_MAX = 7;
-export const ARP_STAT_NAMES = ["inRequests", "inReplies", "inErrors", "inNotOurs", "outRequests", "outReplies", "outErrors"] as const;
+/** Valid ARP packets taken without an answer (learned from or ignored): {@link arpRcv} returned CONSUMED. */
+export const ARP_IN_CONSUMED = 7;
+export const ARP_STAT_MAX = 8;
+export const ARP_STAT_NAMES = ["inRequests", "inReplies", "inErrors", "inNotOurs", "outRequests", "outReplies", "outErrors", "inConsumed"] as const;
 
 /** A zeroed ARP counter array. Allocates. */
 export function arpStatsCreate(): Float64Array {
@@ -138,13 +150,23 @@ export const NEIGH_STAT_LOOKUPS = 2;
 export const NEIGH_STAT_HITS = 3;
 /** Resolutions that failed (INCOMPLETE -> FAILED). */
 export const NEIGH_STAT_RES_FAILED = 4;
-/** Packets dropped because their next hop was unresolved. */
+/** Queued packets dropped because the entry's queue was full (NEIGH_QUEUEFULL; the kernel's unres_discards). */
 export const NEIGH_STAT_UNRES_DISCARDS = 5;
 /** Entries that could not be created: table full even after a forced GC. */
 export const NEIGH_STAT_TABLE_FULLS = 6;
 export const NEIGH_STAT_PERIODIC_GC_RUNS = 7;
 export const NEIGH_STAT_FORCED_GC_RUNS = 8;
-export const NEIGH_STAT_MAX = 9;
+// Not in the kernel's neigh_statistics: where the packets of arp_queue went.
+// queued = queueSent + queueFailed + queueFlushed + unresDiscards + (still queued).
+/** Packets queued on an INCOMPLETE entry. */
+export const NEIGH_STAT_QUEUED = 9;
+/** Queued packets sent once their entry resolved. */
+export const NEIGH_STAT_QUEUE_SENT = 10;
+/** Queued packets handed to ops.errorReport because resolution failed (NEIGH_FAILED). */
+export const NEIGH_STAT_QUEUE_FAILED = 11;
+/** Queued packets dropped because their entry was removed (NEIGH_DEAD). */
+export const NEIGH_STAT_QUEUE_FLUSHED = 12;
+export const NEIGH_STAT_MAX = 13;
 export const NEIGH_STAT_NAMES = [
   "allocs",
   "destroys",
@@ -155,7 +177,14 @@ export const NEIGH_STAT_NAMES = [
   "tableFulls",
   "periodicGcRuns",
   "forcedGcRuns",
+  "queued",
+  "queueSent",
+  "queueFailed",
+  "queueFlushed",
 ] as const;
+
+/** `SK_WMEM_MAX`: the default `unres_qlen_bytes` (net.ipv4.neigh.default.unres_qlen_bytes), bytes of skb truesize. */
+export const NEIGH_UNRES_QLEN_BYTES = 212_992;
 
 /** Tunables (`neigh_parms` / `arp_tbl` defaults). Times in ms (jiffies at HZ = 1000). */
 export interface NeighParms {
@@ -171,6 +200,24 @@ export interface NeighParms {
   mcastSolicit?: number;
   /** arp_accept: create entries from unsolicited replies / gratuitous ARP (default false). */
   accept?: boolean;
+  /** unres_qlen_bytes: truesize bytes an INCOMPLETE entry may queue (default {@link NEIGH_UNRES_QLEN_BYTES}). */
+  unresQlenBytes?: number;
+}
+
+/**
+ * What the table does with the packets it queued (`neigh->output` and
+ * `neigh->ops->error_report`). Each call takes ownership of `skb` (its
+ * `next` is 0). Called from {@link neighUpdate} / {@link arpRcv} (output),
+ * {@link neighTimer} (errorReport) and queue overflow or entry removal
+ * (drop), on the table's CPU; they may send packets and use the table.
+ */
+export interface NeighOps {
+  /** The entry `i` resolved: add the link-layer header (MAC at `t.mac[i * 6]`) and transmit on `t.ifindex[i]`. */
+  output(cpu: SkbCpu, t: NeighTable, i: number, skb: number): void;
+  /** Resolution failed (`arp_error_report`): report it to the sender (ICMP host unreachable) and free with NEIGH_FAILED. */
+  errorReport(cpu: SkbCpu, ifindex: number, skb: number): void;
+  /** Free a packet the queue gives up with `reason` (NEIGH_QUEUEFULL, NEIGH_DEAD), counting it on `ifindex`. */
+  drop(cpu: SkbCpu, ifindex: number, skb: number, reason: number): void;
 }
 
 /** A neighbour table (`struct neigh_table`), all entries in typed arrays. */
@@ -181,6 +228,7 @@ export class NeighTable {
   readonly retransMs: number;
   readonly mcastSolicit: number;
   readonly accept: boolean;
+  readonly unresQlenBytes: number;
   /** Per entry: ifindex, address (int32), state, probes sent, MAC (6 bytes at idx*6). */
   readonly ifindex: Int32Array;
   readonly addr: Int32Array;
@@ -195,9 +243,19 @@ export class NeighTable {
   readonly buckets: Int32Array;
   readonly next: Int32Array;
   readonly hashMask: number;
+  /** arp_queue per entry (see the module diagram): first and last skb (0 = empty), truesize bytes, packets. */
+  readonly qHead: Uint32Array;
+  readonly qTail: Uint32Array;
+  readonly qBytes: Uint32Array;
+  readonly qLen: Uint32Array;
+  /** Packets queued on all entries now. */
+  qTotal = 0;
   freeHead = 0;
   count = 0;
   readonly stats = new Float64Array(NEIGH_STAT_MAX);
+  /** The CPU whose skbs the queues hold, and what to do with them ({@link neighTableSetOps}); null: no queueing. */
+  cpu: SkbCpu | null = null;
+  ops: NeighOps | null = null;
 
   /** Use {@link neighTableCreate}. */
   constructor(p: Required<NeighParms>) {
@@ -207,6 +265,7 @@ export class NeighTable {
     this.retransMs = p.retransMs;
     this.mcastSolicit = p.mcastSolicit;
     this.accept = p.accept;
+    this.unresQlenBytes = p.unresQlenBytes;
     const n = p.max;
     this.ifindex = new Int32Array(n);
     this.addr = new Int32Array(n);
@@ -216,6 +275,10 @@ export class NeighTable {
     this.updated = new Float64Array(n);
     this.confirmed = new Float64Array(n);
     this.used = new Float64Array(n);
+    this.qHead = new Uint32Array(n);
+    this.qTail = new Uint32Array(n);
+    this.qBytes = new Uint32Array(n);
+    this.qLen = new Uint32Array(n);
     let b = 1;
     while (b < n) b <<= 1;
     this.buckets = new Int32Array(b).fill(-1);
@@ -234,13 +297,21 @@ export function neighTableCreate(o: NeighParms = {}): NeighTable {
     retransMs: o.retransMs ?? 1_000,
     mcastSolicit: o.mcastSolicit ?? 3,
     accept: o.accept ?? false,
+    unresQlenBytes: o.unresQlenBytes ?? NEIGH_UNRES_QLEN_BYTES,
   };
-  for (const k of ["max", "baseReachableMs", "gcStaleMs", "retransMs", "mcastSolicit"] as const) {
+  for (const k of ["max", "baseReachableMs", "gcStaleMs", "retransMs", "mcastSolicit", "unresQlenBytes"] as const) {
     const v = p[k];
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`neighTableCreate: ${k} must be a positive integer, got ${v}`);
   }
   if (p.mcastSolicit > 255) throw new RangeError(`neighTableCreate: mcastSolicit ${p.mcastSolicit} exceeds 255`);
   return new NeighTable(p);
+}
+
+/** Install the queue's CPU and {@link NeighOps} (cold; once, before packets are queued). */
+export function neighTableSetOps(t: NeighTable, cpu: SkbCpu, ops: NeighOps): void {
+  if (t.qTotal !== 0 && t.cpu !== cpu) throw new Error(`neighTableSetOps: ${t.qTotal} packets are queued for another CPU`);
+  t.cpu = cpu;
+  t.ops = ops;
 }
 
 function neighHash(t: NeighTable, ifindex: number, addr: number): number {
@@ -265,6 +336,7 @@ export function neighLookup(t: NeighTable, ifindex: number, addr: number): numbe
 }
 
 function unlink(t: NeighTable, i: number): void {
+  if ((t.qHead[i] as number) !== 0) queuePurge(t, i);
   const b = neighHash(t, t.ifindex[i] as number, t.addr[i] as number);
   let prev = -1;
   for (let j = t.buckets[b] as number; j !== -1; j = t.next[j] as number) {
@@ -326,8 +398,10 @@ function create(t: NeighTable, ifindex: number, addr: number, now: number): numb
  * `neigh_update`: set the entry of (ifindex, addr) to `state` with the MAC
  * at `mac[macOff..+6)`, creating it when `create` is true. A PERMANENT (or
  * NOARP) entry is only changed by another PERMANENT update (the kernel's
- * NEIGH_UPDATE_F_ADMIN). Returns the entry index, or -1 (absent and not
- * created, or the table is full). Allocates nothing.
+ * NEIGH_UPDATE_F_ADMIN). When the new state is valid, the packets queued
+ * on the entry are sent, oldest first, through `ops.output`. Returns the
+ * entry index, or -1 (absent and not created, or the table is full).
+ * Allocates nothing.
  */
 export function neighUpdate(
   t: NeighTable,
@@ -354,6 +428,8 @@ export function neighUpdate(
   t.probes[i] = 0;
   t.updated[i] = now;
   if ((state & (NUD_REACHABLE | NUD_PERMANENT)) !== 0) t.confirmed[i] = now;
+  // Resolved: what waited on arp_queue leaves now, in order, with this address.
+  if ((state & NUD_VALID) !== 0 && (t.qHead[i] as number) !== 0) queueOutput(t, i);
   return i;
 }
 
@@ -362,7 +438,7 @@ export function neighAddPermanent(t: NeighTable, ifindex: number, addr: number, 
   return neighUpdate(t, ifindex, addr, mac, 0, NUD_PERMANENT, now, true);
 }
 
-/** Remove the entry of (ifindex, addr). True when there was one. */
+/** Remove the entry of (ifindex, addr), dropping its queued packets (NEIGH_DEAD). True when there was one. */
 export function neighDelete(t: NeighTable, ifindex: number, addr: number): boolean {
   const i = find(t, ifindex, addr);
   if (i === -1) return false;
@@ -376,18 +452,15 @@ export function neighMacOffset(i: number): number {
 }
 
 /**
- * The output side (`neigh_resolve_output` without the queue): the entry
- * whose MAC may be used to send to `addr` now, or -1 when there is none in a
- * valid state (the caller drops the packet — counted here as
- * unresDiscards — and calls {@link arpSolicit}). A REACHABLE entry past its
- * reachable time becomes STALE (still usable). Marks the entry used.
+ * The output fast path (`neigh_output` on a connected entry): the entry
+ * whose MAC may be used to send to `addr` now, or -1 when there is none in
+ * a valid state (the caller hands the packet to {@link __neighEventSend}).
+ * A REACHABLE entry past its reachable time becomes STALE (still usable).
+ * Marks the entry used. Allocates nothing.
  */
 export function neighResolve(t: NeighTable, ifindex: number, addr: number, now: number): number {
   const i = neighLookup(t, ifindex, addr);
-  if (i === -1 || ((t.state[i] as number) & NUD_VALID) === 0) {
-    t.stats[NEIGH_STAT_UNRES_DISCARDS]++;
-    return -1;
-  }
+  if (i === -1 || ((t.state[i] as number) & NUD_VALID) === 0) return -1;
   if (t.state[i] === NUD_REACHABLE && now - (t.confirmed[i] as number) > t.baseReachableMs) {
     t.state[i] = NUD_STALE;
     t.updated[i] = now;
@@ -400,6 +473,8 @@ export function neighResolve(t: NeighTable, ifindex: number, addr: number, now: 
 export const NEIGH_SEND_SOLICIT = 1;
 export const NEIGH_SEND_WAIT = 0;
 export const NEIGH_SEND_FULL = -1;
+/** {@link __neighEventSend} only: the entry has a usable address; the skb was not taken (send it). */
+export const NEIGH_SEND_VALID = 2;
 
 /**
  * `__neigh_event_send`: an unresolved next hop is wanted. No entry (or a
@@ -416,11 +491,163 @@ export function neighEventSend(t: NeighTable, ifindex: number, addr: number, now
   }
   const s = t.state[i] as number;
   if (s !== NUD_NONE && s !== NUD_FAILED) return NEIGH_SEND_WAIT;
+  startIncomplete(t, i, now);
+  return NEIGH_SEND_SOLICIT;
+}
+
+/** NONE / FAILED -> INCOMPLETE with the first probe counted (the caller sends it). */
+function startIncomplete(t: NeighTable, i: number, now: number): void {
   t.state[i] = NUD_INCOMPLETE;
   t.probes[i] = 1;
   t.updated[i] = now;
   t.used[i] = now;
-  return NEIGH_SEND_SOLICIT;
+}
+
+/**
+ * `__neigh_event_send` with a packet: `skb` (its next hop `addr` on
+ * `ifindex` has no usable address) waits on the entry's arp_queue. A new,
+ * NONE or FAILED entry becomes INCOMPLETE: NEIGH_SEND_SOLICIT, the caller
+ * sends a request now; an INCOMPLETE one: NEIGH_SEND_WAIT (the timer
+ * retransmits). Both took the skb. When the queued truesize would pass
+ * unres_qlen_bytes the oldest packets are dropped first (`ops.drop`,
+ * NEIGH_QUEUEFULL, unresDiscards); a packet bigger than the limit on its own
+ * is still queued, alone. Not taken: NEIGH_SEND_FULL (no entry could be
+ * made: the caller drops it, NEIGH_CREATEFAIL) and NEIGH_SEND_VALID (the
+ * entry is usable: send it with {@link neighResolve}). Needs
+ * {@link neighTableSetOps}. Allocates nothing.
+ */
+export function __neighEventSend(t: NeighTable, ifindex: number, addr: number, skb: number, now: number): number {
+  const cpu = t.cpu;
+  if (cpu === null || t.ops === null) throw new Error(`__neighEventSend: the neighbour table has no queue ops (neighTableSetOps) for skb 0x${skb.toString(16)}`);
+  let i = find(t, ifindex, addr);
+  if (i === -1) {
+    i = create(t, ifindex, addr, now);
+    if (i === -1) return NEIGH_SEND_FULL;
+  }
+  const s = t.state[i] as number;
+  if ((s & NUD_VALID) !== 0) return NEIGH_SEND_VALID;
+  let rc = NEIGH_SEND_WAIT;
+  if (s !== NUD_INCOMPLETE) {
+    startIncomplete(t, i, now);
+    rc = NEIGH_SEND_SOLICIT;
+  }
+  queueTail(t, cpu, i, skb);
+  return rc;
+}
+
+/** Append `skb` to entry i's queue, dropping the oldest while the bytes would pass the limit. */
+function queueTail(t: NeighTable, cpu: SkbCpu, i: number, skb: number): void {
+  const u32 = cpu.u32;
+  const size = u32[(skb + SKB_TRUESIZE) >>> 2] as number;
+  while ((t.qBytes[i] as number) + size > t.unresQlenBytes && (t.qHead[i] as number) !== 0) {
+    const old = t.qHead[i] as number;
+    const next = u32[(old + SKB_NEXT) >>> 2] as number;
+    t.qHead[i] = next;
+    if (next === 0) t.qTail[i] = 0;
+    u32[(old + SKB_NEXT) >>> 2] = 0;
+    t.qBytes[i] = (t.qBytes[i] as number) - (u32[(old + SKB_TRUESIZE) >>> 2] as number);
+    t.qLen[i] = (t.qLen[i] as number) - 1;
+    t.qTotal--;
+    t.stats[NEIGH_STAT_UNRES_DISCARDS]++;
+    (t.ops as NeighOps).drop(cpu, t.ifindex[i] as number, old, SKB_DROP_REASON.NEIGH_QUEUEFULL);
+  }
+  u32[(skb + SKB_NEXT) >>> 2] = 0;
+  const tail = t.qTail[i] as number;
+  if (tail === 0) t.qHead[i] = skb;
+  else u32[(tail + SKB_NEXT) >>> 2] = skb;
+  t.qTail[i] = skb;
+  t.qBytes[i] = (t.qBytes[i] as number) + size;
+  t.qLen[i] = (t.qLen[i] as number) + 1;
+  t.qTotal++;
+  t.stats[NEIGH_STAT_QUEUED]++;
+}
+
+/** Take entry i's whole queue off it (returns the first skb; the rest follow through next). */
+function queueDetach(t: NeighTable, i: number): number {
+  const head = t.qHead[i] as number;
+  t.qTotal -= t.qLen[i] as number;
+  t.qHead[i] = 0;
+  t.qTail[i] = 0;
+  t.qBytes[i] = 0;
+  t.qLen[i] = 0;
+  return head;
+}
+
+/** Entry i resolved: every queued skb, oldest first, to ops.output. */
+function queueOutput(t: NeighTable, i: number): void {
+  const cpu = t.cpu as SkbCpu;
+  const ops = t.ops as NeighOps;
+  const u32 = cpu.u32;
+  let skb = queueDetach(t, i);
+  while (skb !== 0) {
+    const next = u32[(skb + SKB_NEXT) >>> 2] as number;
+    u32[(skb + SKB_NEXT) >>> 2] = 0;
+    t.stats[NEIGH_STAT_QUEUE_SENT]++;
+    ops.output(cpu, t, i, skb);
+    skb = next;
+  }
+}
+
+/** Entry i is being removed: drop its queued skbs as NEIGH_DEAD. */
+function queuePurge(t: NeighTable, i: number): void {
+  const cpu = t.cpu as SkbCpu;
+  const ops = t.ops as NeighOps;
+  const u32 = cpu.u32;
+  const ifindex = t.ifindex[i] as number;
+  let skb = queueDetach(t, i);
+  while (skb !== 0) {
+    const next = u32[(skb + SKB_NEXT) >>> 2] as number;
+    u32[(skb + SKB_NEXT) >>> 2] = 0;
+    t.stats[NEIGH_STAT_QUEUE_FLUSHED]++;
+    ops.drop(cpu, ifindex, skb, SKB_DROP_REASON.NEIGH_DEAD);
+    skb = next;
+  }
+}
+
+/**
+ * `neigh_invalidate`: INCOMPLETE -> FAILED (resFailed); every queued skb
+ * goes to ops.errorReport. The queue is detached first, so a report that
+ * sends to this same neighbour starts a new resolution.
+ */
+function neighInvalidate(t: NeighTable, i: number, now: number): void {
+  t.state[i] = NUD_FAILED;
+  t.updated[i] = now;
+  t.stats[NEIGH_STAT_RES_FAILED]++;
+  if ((t.qHead[i] as number) === 0) return;
+  const cpu = t.cpu as SkbCpu;
+  const ops = t.ops as NeighOps;
+  const u32 = cpu.u32;
+  const ifindex = t.ifindex[i] as number;
+  let skb = queueDetach(t, i);
+  while (skb !== 0) {
+    const next = u32[(skb + SKB_NEXT) >>> 2] as number;
+    u32[(skb + SKB_NEXT) >>> 2] = 0;
+    t.stats[NEIGH_STAT_QUEUE_FAILED]++;
+    ops.errorReport(cpu, ifindex, skb);
+    skb = next;
+  }
+}
+
+/** Packets waiting on all entries' queues now. */
+export function neighQueuedCount(t: NeighTable): number {
+  return t.qTotal;
+}
+
+/**
+ * `neigh_flush_dev` / `neigh_ifdown`: remove every entry on `ifindex` (-1:
+ * every device), PERMANENT ones too unless `keepPermanent`, dropping what
+ * their queues hold (NEIGH_DEAD). Returns entries removed. Cold.
+ */
+export function neighTableFlush(t: NeighTable, ifindex = -1, keepPermanent = true): number {
+  let n = 0;
+  for (let i = 0; i < t.max; i++) {
+    const s = t.state[i] as number;
+    if (s === NUD_NONE || (ifindex !== -1 && t.ifindex[i] !== ifindex)) continue;
+    if (keepPermanent && s === NUD_PERMANENT) continue;
+    unlink(t, i);
+    n++;
+  }
+  return n;
 }
 
 /**
@@ -428,8 +655,9 @@ export function neighEventSend(t: NeighTable, ifindex: number, addr: number, now
  * `neigh_periodic_work`): REACHABLE past its reachable time becomes STALE;
  * INCOMPLETE past retrans_time is solicited again (`solicit(ifindex, addr)`,
  * which should send an ARP request) or, after mcast_solicit probes, becomes
- * FAILED (resFailed); STALE and FAILED entries unused for gc_staletime are
- * removed. Returns entries removed. Cold (a timer): may call back.
+ * FAILED (resFailed) and hands its queued packets to `ops.errorReport`;
+ * STALE and FAILED entries unused for gc_staletime are removed. Returns
+ * entries removed. Cold (a timer): may call back.
  */
 export function neighTimer(t: NeighTable, now: number, solicit: ((ifindex: number, addr: number) => void) | null = null): number {
   t.stats[NEIGH_STAT_PERIODIC_GC_RUNS]++;
@@ -445,9 +673,7 @@ export function neighTimer(t: NeighTable, now: number, solicit: ((ifindex: numbe
     } else if (s === NUD_INCOMPLETE) {
       if (now - (t.updated[i] as number) >= t.retransMs) {
         if ((t.probes[i] as number) >= t.mcastSolicit) {
-          t.state[i] = NUD_FAILED;
-          t.updated[i] = now;
-          t.stats[NEIGH_STAT_RES_FAILED]++;
+          neighInvalidate(t, i, now);
         } else {
           t.probes[i] = (t.probes[i] as number) + 1;
           t.updated[i] = now;
@@ -472,6 +698,8 @@ export interface NeighEntryInfo {
   state: number;
   mac: string;
   probes: number;
+  /** Packets waiting on its queue. */
+  queued: number;
 }
 
 /** Every entry (cold; allocates), like `ip neigh show`, in table order. */
@@ -480,19 +708,26 @@ export function neighDump(t: NeighTable): NeighEntryInfo[] {
   for (let b = 0; b <= t.hashMask; b++) {
     for (let i = t.buckets[b] as number; i !== -1; i = t.next[i] as number) {
       const m = Array.from(t.mac.subarray(i * ETH_ALEN, i * ETH_ALEN + ETH_ALEN), (x) => x.toString(16).padStart(2, "0")).join(":");
-      out.push({ ifindex: t.ifindex[i] as number, addr: (t.addr[i] as number) >>> 0, state: t.state[i] as number, mac: m, probes: t.probes[i] as number });
+      out.push({
+        ifindex: t.ifindex[i] as number,
+        addr: (t.addr[i] as number) >>> 0,
+        state: t.state[i] as number,
+        mac: m,
+        probes: t.probes[i] as number,
+        queued: t.qLen[i] as number,
+      });
     }
   }
   return out;
 }
 
-/** Neighbour counters by name (allocates). */
-export function neighStats(t: NeighTable): Record<(typeof NEIGH_STAT_NAMES)[number], number> & { entries: number } {
-  const o = { entries: t.count } as Record<string, number>;
+/** Neighbour counters by name, the entry count and the packets queued now (allocates). */
+export function neighStats(t: NeighTable): Record<(typeof NEIGH_STAT_NAMES)[number], number> & { entries: number; queuedNow: number } {
+  const o = { entries: t.count, queuedNow: t.qTotal } as Record<string, number>;
   NEIGH_STAT_NAMES.forEach((n, i) => {
     o[n] = t.stats[i] as number;
   });
-  return o as Record<(typeof NEIGH_STAT_NAMES)[number], number> & { entries: number };
+  return o as Record<(typeof NEIGH_STAT_NAMES)[number], number> & { entries: number; queuedNow: number };
 }
 
 // ---- ARP receive and send ----------------------------------------------------------------------
@@ -572,9 +807,11 @@ export function arpRequest(cpu: SkbCpu, dev: ArpDev, tip: number, stats: Float64
  *   addresses swapped, our MAC, trimmed to 28 bytes, Ethernet header to the
  *   requester pushed). Returns 0: transmit it on the device.
  * - Anything else updates an existing entry for the sender (REACHABLE for
- *   a reply addressed to us, else STALE); new entries only from replies or
- *   gratuitous ARP when the table's `accept` (arp_accept) is set. Returns
- *   CONSUMED: the caller consumes the skb.
+ *   a reply addressed to us, else STALE) — an entry that resolves sends its
+ *   queued packets through `ops.output` before this returns —; new entries
+ *   only from replies or gratuitous ARP when the table's `accept`
+ *   (arp_accept) is set. Returns CONSUMED (inConsumed): the caller consumes
+ *   the skb.
  *
  * Other returns are drop reasons (PKT_TOO_SMALL, L2_MALFORMED, OTHERHOST,
  * NOMEM) for the caller to free with. Counts in `stats`. Allocates no JS
@@ -641,5 +878,6 @@ export function arpRcv(cpu: SkbCpu, skb: number, dev: ArpDev, t: NeighTable, sta
     const state = op === ARPOP_REPLY && pktType === PACKET_HOST ? NUD_REACHABLE : NUD_STALE;
     neighUpdate(t, dev.ifindex, sip, u8, arp + ARPH_SHA, state, now, create);
   }
+  stats[ARP_IN_CONSUMED]++;
   return SKB_DROP_REASON.CONSUMED;
 }

@@ -6,51 +6,79 @@
  *
  * ```
  *  device recv hook ─> routerL2Recv (L2, VLAN, GRO) ─> rxHandler
- *     rxHandler: ARP ─> arpRcv (answer for our address, learn the sender)
+ *     rxHandler: ARP ─> arpRcv (answer for our address, learn the sender;
+ *                       a reply that resolves an entry sends what it queued)
  *                IPv4 ─> routerIpRcv (conntrack, NAT, route, TTL) ─> l2Output
- *     l2Output asks router.neigh for the next hop's MAC: here a map backed by
- *     the ARP neighbour table (static entries are PERMANENT); an unresolved
- *     next hop sends an ARP request and the packet is dropped (NEIGH_FAILED)
+ *     l2Output: router.neighOutput = forwardNeighOutput
+ *        known next hop (ARP table; static neighbours are PERMANENT) ─> routerNeighXmit
+ *        unknown ─> __neighEventSend: queued on the INCOMPLETE entry (arp_queue,
+ *                   unres_qlen_bytes; the oldest dropped as NEIGH_QUEUEFULL),
+ *                   a broadcast request on the first packet
+ *     timers (forwarderTimers): retransmit requests; after mcast_solicit probes
+ *        the queue is reported (ICMP host unreachable, NEIGH_FAILED)
  * ```
  *
- * ARP integration: router.ts is left untouched. {@link ForwardRouter}
- * replaces the router's static neighbour map by {@link ArpNeighMap}, whose
- * `get(nexthop)` resolves through the neighbour table and solicits on a
- * miss. The kernel would queue up to 3 packets on an INCOMPLETE entry
- * (arp_queue); here they are dropped until the reply arrives.
+ * The final report carries the packet accounting of {@link forwarderAccounting}:
+ * received + generated = transmitted + dropped + consumed + merged + held.
  *
  * @module
  */
 
 import { readFileSync } from "node:fs";
-import { type GroList, groFlush, groListCreate } from "../core/gro.js";
+import { GRO_STAT_MERGED, type GroList, groFlush, groHeldCount, groListCreate } from "../core/gro.js";
 import { runNapiLoop } from "../core/loop.js";
 import { type NapiStruct, netRxAction, Softnet } from "../core/napi.js";
-import { devDropSkb, devQueueXmit, type NetDevice, NetNamespace, parseMac, RX_DROPPED, RX_PACKETS, TX_BYTES, TX_DROPPED, TX_PACKETS } from "../core/netdev.js";
+import {
+  devDropSkb,
+  devQueueXmit,
+  type NetDevice,
+  NetNamespace,
+  parseMac,
+  RX_DROPPED,
+  RX_MERGED,
+  RX_PACKETS,
+  TX_BYTES,
+  TX_DROPPED,
+  TX_PACKETS,
+} from "../core/netdev.js";
 import { pcapDevClose, pcapDevCreate, pcapDevInputDone, pcapDevNapi, pcapDevStats } from "../drivers/pcap-dev.js";
 import { tapClose, tapCreate, tapNapi, tapStats } from "../drivers/tap.js";
-import { udpTunnelClose, udpTunnelCreate, udpTunnelNapi } from "../drivers/udp-tunnel.js";
+import { udpTunnelClose, udpTunnelCreate, udpTunnelNapi, udpTunnelStats } from "../drivers/udp-tunnel.js";
 import { kmemCacheInfo } from "../mm/slab.js";
 import { mmSlabInfo } from "../mm/mm.js";
 import { pageFragCacheDrain } from "../mm/page-frag.js";
 import {
+  __neighEventSend,
+  ARP_IN_CONSUMED,
+  ARP_OUT_REQUESTS,
   ARP_STAT_NAMES,
   arpRcv,
   arpRequest,
-  arpSolicit,
   arpStatsCreate,
+  NEIGH_SEND_FULL,
+  NEIGH_SEND_SOLICIT,
+  NEIGH_SEND_WAIT,
+  NEIGH_STAT_QUEUE_FAILED,
+  NEIGH_STAT_QUEUE_FLUSHED,
+  NEIGH_STAT_QUEUE_SENT,
+  NEIGH_STAT_QUEUED,
+  NEIGH_STAT_UNRES_DISCARDS,
   neighAddPermanent,
+  neighMacOffset,
+  type NeighOps,
+  neighQueuedCount,
   neighResolve,
   neighStats,
   type NeighTable,
   neighTableCreate,
+  neighTableFlush,
+  neighTableSetOps,
   neighTimer,
 } from "../net/arp.js";
 import { conntrackCreate, conntrackRegionSpec, type Conntrack, nfConntrackCount, nfConntrackFlush } from "../net/conntrack.js";
 import { ipFragDestroyAll } from "../net/ip-frag.js";
 import { nfNatCreate, nfNatStats } from "../net/nat.js";
 import { ETH_P_8021Q, ipv4ToString } from "../net/proto.js";
-import { fibRouteOif, fibTableLookup } from "../net/route.js";
 import { vlanInsertTag } from "../net/vlan.js";
 import { createSkbCpu, type SkbCpu } from "../skb/cpu.js";
 import { DROP_REASON_NAMES, SKB_DROP_REASON } from "../skb/drop-reason.js";
@@ -58,7 +86,23 @@ import { consumeSkb } from "../skb/free.js";
 import { SKB_LEN, SKB_PROTOCOL } from "../skb/layout.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
 import { napiSkbCacheDrain } from "../skb/napi-cache.js";
-import { Router, RT_STAT_NAMES, routerAddRoute, routerIpRcv, routerL2Recv, routerPort, type RouterPort, routerSetAddresses, routerTimers, vlanDevAdd } from "./router.js";
+import {
+  Router,
+  RT_FRAG_EXTRA,
+  RT_GSO_EXTRA,
+  RT_ICMP_SENT,
+  RT_STAT_NAMES,
+  routerAddRoute,
+  routerIpRcv,
+  routerL2Recv,
+  routerNeighErrorReport,
+  routerNeighXmit,
+  routerPort,
+  type RouterPort,
+  routerSetAddresses,
+  routerTimers,
+  vlanDevAdd,
+} from "./router.js";
 
 const ETH_P_ARP = 0x0806;
 
@@ -330,44 +374,43 @@ export function loadForwardConfig(file: string): ForwardConfig {
 // ---- ARP-backed neighbours --------------------------------------------------------------------
 
 /**
- * The router's neighbour map backed by the ARP table: `get(nexthop)` finds
- * the route's device for the next hop, resolves it, and on a miss sends an
- * ARP request (once per INCOMPLETE period) and returns undefined (the
- * router drops with NEIGH_FAILED). Static `set` entries still win.
+ * The router's `neighOutput` (`neigh_output` / `neigh_resolve_output`): a
+ * next hop with a usable ARP entry gets the packet at once (no allocation);
+ * otherwise the packet waits on the entry's queue (`__neighEventSend`) and
+ * the first one of a resolution sends a broadcast request. A full table
+ * drops it as NEIGH_CREATEFAIL. Drops are counted on `odev`.
  */
-export class ArpNeighMap extends Map<number, Uint8Array> {
-  f: Forwarder | null = null;
-  /** A view of each table entry's MAC, made once per entry index. */
-  private readonly views: (Uint8Array | undefined)[] = [];
-
-  override get(addr: number): Uint8Array | undefined {
-    const s = super.get(addr);
-    if (s !== undefined) return s;
-    const f = this.f;
-    if (f === null) return undefined;
-    const r = f.router;
-    const rt = fibTableLookup(r.fib, addr);
-    if (rt < 0) return undefined;
-    const dev = r.ns.devices[fibRouteOif(r.fib, rt)] as NetDevice;
-    const now = r.sd.jiffies;
-    const i = neighResolve(f.neigh, dev.ifindex, addr, now);
-    if (i >= 0) {
-      let v = this.views[i];
-      if (v === undefined) {
-        v = f.neigh.mac.subarray(i * 6, i * 6 + 6);
-        this.views[i] = v;
-      }
-      return v;
+export function forwardNeighOutput(f: Forwarder, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
+  const t = f.neigh;
+  const now = f.sd.jiffies;
+  let i = neighResolve(t, odev.ifindex, nexthop, now);
+  if (i < 0) {
+    const rc = __neighEventSend(t, odev.ifindex, nexthop, skb, now);
+    if (rc === NEIGH_SEND_WAIT) return;
+    if (rc === NEIGH_SEND_SOLICIT) {
+      // arp_solicit from the device's address (the request is ours: counted in generated).
+      const req = arpRequest(cpu, odev, nexthop, f.arpStats);
+      if (req !== 0) l2Xmit(cpu, odev, req);
+      return;
     }
-    const req = arpSolicit(r.cpu, dev, f.neigh, addr, f.arpStats, now);
-    if (req !== 0) l2Xmit(r.cpu, dev, req);
-    return undefined;
+    if (rc === NEIGH_SEND_FULL) {
+      devDropSkb(cpu, odev, skb, SKB_DROP_REASON.NEIGH_CREATEFAIL, true);
+      return;
+    }
+    // NEIGH_SEND_VALID: usable after all.
+    i = neighResolve(t, odev.ifindex, nexthop, now);
   }
+  routerNeighXmit(f.router, cpu, odev, skb, t.mac, neighMacOffset(i));
 }
 
-/** The router with {@link ArpNeighMap} as its neighbour map. */
-export class ForwardRouter extends Router {
-  declare readonly neigh: ArpNeighMap;
+/** The neighbour table's queue ops for a forwarder's router (cold; bound once). */
+function forwardNeighOps(r: Router): NeighOps {
+  const devs = r.ns.devices;
+  return {
+    output: (cpu, t, i, skb) => routerNeighXmit(r, cpu, devs[t.ifindex[i] as number] as NetDevice, skb, t.mac, neighMacOffset(i)),
+    errorReport: (cpu, ifindex, skb) => routerNeighErrorReport(r, cpu, devs[ifindex] as NetDevice, skb),
+    drop: (cpu, ifindex, skb, reason) => devDropSkb(cpu, devs[ifindex] as NetDevice, skb, reason, true),
+  };
 }
 
 /** Send a frame (Ethernet header in place) on `dev`; a VLAN child tags it and sends on its parent. */
@@ -403,7 +446,7 @@ export interface Forwarder {
   cpu: SkbCpu;
   ns: NetNamespace;
   sd: Softnet;
-  router: ForwardRouter;
+  router: Router;
   ct: Conntrack;
   neigh: NeighTable;
   arpStats: Float64Array;
@@ -432,12 +475,14 @@ export interface ForwarderCreateOptions {
   natIcmpIds?: readonly [number, number];
   /** Open TAPs with IFF_MULTI_QUEUE so that every CPU attaches its own queue (default false). */
   tapMultiQueue?: boolean;
+  /** NAPI cache profile of this CPU: "5.12" (default) or "6.19" (with deferral of alien skbs once skbDeferInstall ran). */
+  profile?: "5.12" | "6.19";
 }
 
 /** Build the router from a validated configuration (cold; opens devices). */
 export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateOptions = {}): Promise<Forwarder> {
   const mem = o.mem ?? createSkbMemory({ arenaSize: config.arenaSize, extraRegions: conntrackRegionSpec({ max: config.conntrackMax }) });
-  const cpu = createSkbCpu(mem, o.cpuId ?? 0, { profile: "5.12" });
+  const cpu = createSkbCpu(mem, o.cpuId ?? 0, { profile: o.profile ?? "5.12" });
   const ns = new NetNamespace();
   const sd = new Softnet(cpu, ns);
   const phys: PhysDev[] = [];
@@ -521,9 +566,7 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
     ...(o.natPorts !== undefined ? { portMin: o.natPorts[0], portMax: o.natPorts[1] } : {}),
     ...(o.natIcmpIds !== undefined ? { icmpIdMin: o.natIcmpIds[0], icmpIdMax: o.natIcmpIds[1] } : {}),
   });
-  const router = new ForwardRouter(cpu, ns, sd, ct, nat);
-  const nmap = new ArpNeighMap();
-  Object.defineProperty(router, "neigh", { value: nmap, writable: false, enumerable: true, configurable: false });
+  const router = new Router(cpu, ns, sd, ct, nat);
   router.outside = outside;
   // Connected routes first (the kernel adds them with the address), then the configured ones.
   const have = new Set(config.routes.map((r) => `${r.prefix.addr}/${r.prefix.len}`));
@@ -537,9 +580,10 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
   for (const r of config.routes) routerAddRoute(router, r.prefix.addr, r.prefix.len, r.via, ns.get(r.dev));
   routerSetAddresses(router);
   const neigh = neighTableCreate({ accept: false });
+  neighTableSetOps(neigh, cpu, forwardNeighOps(router));
   for (const n of config.neighbours) neighAddPermanent(neigh, ns.get(n.dev).ifindex, n.address, parseMac(n.mac));
   const f: Forwarder = { config, mem, cpu, ns, sd, router, ct, neigh, arpStats: arpStatsCreate(), phys, l3, rxSteer: null };
-  nmap.f = f;
+  router.neighOutput = (c, odev, skb, nexthop) => forwardNeighOutput(f, c, odev, skb, nexthop);
   const handler = (c: SkbCpu, d: NetDevice, skb: number): void => forwardRx(f, c, d, skb);
   for (const d of l3) d.rxHandler = handler;
   return f;
@@ -559,9 +603,13 @@ export function forwardRx(f: Forwarder, cpu: SkbCpu, dev: NetDevice, skb: number
   routerIpRcv(f.router, cpu, dev, skb);
 }
 
-/** The periodic work outside packet processing: router timers and ARP retransmissions / GC. */
-export function forwarderTimers(f: Forwarder): void {
-  f.sd.jiffies = Date.now() - f.sd.epoch;
+/**
+ * The periodic work outside packet processing: router timers, ARP
+ * retransmissions, resolution failures (their queued packets reported) and
+ * GC. `now` (ms since the softnet's epoch) is the clock to run at.
+ */
+export function forwarderTimers(f: Forwarder, now: number = Date.now() - f.sd.epoch): void {
+  f.sd.jiffies = now;
   routerTimers(f.router, f.cpu);
   neighTimer(f.neigh, f.sd.jiffies, (ifindex, addr) => {
     const dev = f.ns.devices[ifindex];
@@ -634,6 +682,188 @@ export function formatForwardStats(s: ForwardStats): string {
   return lines.join("\n");
 }
 
+// ---- packet accounting ------------------------------------------------------------------------
+
+/** The identity {@link forwardAccountingCheck} verifies. */
+export const FORWARD_ACCOUNTING_IDENTITY = "received + generated = transmitted + dropped + consumed + merged + held";
+
+/** The terms of the identity, in packets (one skb is one packet, a GSO aggregate included). */
+export interface ForwardAccountingTerms {
+  /** Frames the physical devices took in: tap rxFrames, tunnel rxDatagrams, capture records read. */
+  received: number;
+  /** Packets the router made: ICMP errors, the extra packets of GSO and fragmentation, ARP requests. */
+  generated: number;
+  /** Packets the physical devices sent (TX_PACKETS; a VLAN child's go out as its parent's). */
+  transmitted: number;
+  /** RX_DROPPED + TX_DROPPED of every device (each drop is counted once, where it happened), plus capture records skipped. */
+  dropped: number;
+  /** ARP packets taken without an answer (learned from or not for us). */
+  consumed: number;
+  /** Packets absorbed into others: GRO merges and fragments taken by reassembly. */
+  merged: number;
+  /** Packets still waiting: ARP queues, GRO lists, delivery batches, tunnel RX rings. */
+  held: number;
+}
+
+/** The accounting of a report: the terms, what they are made of, and whether the identity holds. */
+export interface ForwardAccounting extends ForwardAccountingTerms {
+  identity: string;
+  /** The parts of every term by source (see {@link forwarderAccounting}). */
+  detail: Record<string, number>;
+  ok: boolean;
+  /** Why not ok: the unbalanced identity, and driver or queue counters that disagree with each other. */
+  problems: string[];
+}
+
+/**
+ * Check the identity on `t` (pure; allocates the result). `problems` are
+ * earlier findings (cross-checks of the counters) that also make it fail.
+ */
+export function forwardAccountingCheck(t: ForwardAccountingTerms, detail: Record<string, number> = {}, problems: readonly string[] = []): ForwardAccounting {
+  const out = [...problems];
+  const left = t.received + t.generated;
+  const right = t.transmitted + t.dropped + t.consumed + t.merged + t.held;
+  for (const [k, v] of Object.entries(t)) {
+    if (!Number.isInteger(v) || v < 0) out.push(`${k} is ${v}, not a count`);
+  }
+  if (left !== right) {
+    out.push(
+      `received ${t.received} + generated ${t.generated} = ${left} but transmitted ${t.transmitted} + dropped ${t.dropped} + consumed ${t.consumed}` +
+        ` + merged ${t.merged} + held ${t.held} = ${right} (${left > right ? `${left - right} packets unaccounted for` : `${right - left} packets counted twice`})`,
+    );
+  }
+  return { identity: FORWARD_ACCOUNTING_IDENTITY, ...t, detail, ok: out.length === 0, problems: out };
+}
+
+/**
+ * Gather the terms from the counters of `f` and check them (cold;
+ * allocates). Every frame enters through a physical device and every skb
+ * ends in exactly one of: sent by a physical device, dropped and counted on
+ * a device, consumed by ARP, merged into another, still held — or it is an
+ * extra packet the router generated.
+ *
+ * - received: per device, the driver's frame counter (tap `rxFrames` = skbs
+ *   handed up + truncated/runt/bad-vnet-header/no-memory drops; a tunnel's
+ *   `rxDatagrams` = skbs + its RX drops + its ring; a capture's records
+ *   `read` = injected + skipped + nomem), cross-checked against RX_PACKETS
+ *   and the driver's drop counters. VLAN children are not counted (their
+ *   frames arrived on the parent).
+ * - generated: `icmpSent` (errors made by the router; echo replies are the
+ *   request turned around), `gsoExtra`, `fragExtra`, ARP `outRequests`
+ *   (replies are the request turned around).
+ * - transmitted: TX_PACKETS of the physical devices (a TAP that segments a
+ *   GSO skb itself still sent one skb).
+ * - dropped: RX_DROPPED + TX_DROPPED of all devices (drivers count their
+ *   drops before an skb exists there too) + capture records skipped / nomem.
+ * - consumed: ARP `inConsumed`.
+ * - merged: GRO_STAT_MERGED of every port's GRO list + RX_MERGED (fragments
+ *   queued for reassembly; those of a queue that expires or fails stay
+ *   counted here, the last one is a counted drop).
+ * - held: ARP queues, GRO lists, NAPI delivery batches, tunnel RX rings.
+ *
+ * The neighbour queue is checked on its own too: queued = sent + failed +
+ * flushed + unresDiscards + still queued.
+ */
+export function forwarderAccounting(f: Forwarder): ForwardAccounting {
+  const problems: string[] = [];
+  let rxSkbs = 0;
+  let frames = 0;
+  let captureSkipped = 0;
+  let txPackets = 0;
+  let groMerged = 0;
+  let groHeld = 0;
+  let batchHeld = 0;
+  let ringHeld = 0;
+  for (const p of f.phys) {
+    const d = p.dev;
+    const rx = d.stats[RX_PACKETS] as number;
+    rxSkbs += rx;
+    txPackets += d.stats[TX_PACKETS] as number;
+    if (p.cfg.type === "tap") {
+      const s = tapStats(d);
+      const pre = s.rxTruncated + s.rxRunt + s.rxBadVnetHdr + s.rxNomem;
+      frames += s.rxFrames;
+      if (s.rxFrames !== rx + pre) problems.push(`${d.name}: the tap read ${s.rxFrames} frames but handed up ${rx} skbs and dropped ${pre} before the stack`);
+    } else if (p.cfg.type === "pcap") {
+      const s = pcapDevStats(d);
+      frames += s.read;
+      captureSkipped += s.skipped + s.nomem;
+      if (s.read !== s.injected + s.skipped + s.nomem || s.injected !== rx) {
+        problems.push(`${d.name}: the capture read ${s.read} records, injected ${s.injected} (RX_PACKETS ${rx}), skipped ${s.skipped}, ${s.nomem} without memory`);
+      }
+    } else {
+      const s = udpTunnelStats(d);
+      const pre = s.rxBadHeader + s.rxWrongVni + s.rxOversize + s.rxRunt + s.rxRingFull + s.rxNomem + s.rxDown + s.rxPurged;
+      frames += s.rxDatagrams;
+      ringHeld += s.queued;
+      if (s.rxDatagrams !== rx + pre + s.queued) {
+        problems.push(`${d.name}: the tunnel received ${s.rxDatagrams} datagrams but handed up ${rx} skbs, dropped ${pre}, holds ${s.queued}`);
+      }
+    }
+    if (p.gro !== null) {
+      groMerged += p.gro.stats[GRO_STAT_MERGED] as number;
+      groHeld += groHeldCount(p.gro);
+    }
+    batchHeld += p.napi.rxCount;
+  }
+  let deviceDrops = 0;
+  let reassemblyMerged = 0;
+  for (const d of f.ns.list()) {
+    deviceDrops += (d.stats[RX_DROPPED] as number) + (d.stats[TX_DROPPED] as number);
+    reassemblyMerged += d.stats[RX_MERGED] as number;
+  }
+  const rs = f.router.stats;
+  const t = f.neigh;
+  const ns = t.stats;
+  const arpQueue = neighQueuedCount(t);
+  const queued = ns[NEIGH_STAT_QUEUED] as number;
+  const left = (ns[NEIGH_STAT_QUEUE_SENT] as number) + (ns[NEIGH_STAT_QUEUE_FAILED] as number) + (ns[NEIGH_STAT_QUEUE_FLUSHED] as number) + (ns[NEIGH_STAT_UNRES_DISCARDS] as number);
+  if (queued !== left + arpQueue) {
+    problems.push(`ARP queue: ${queued} packets queued but ${left} left it (sent, failed, flushed, discarded) and ${arpQueue} are still there`);
+  }
+  const detail = {
+    rxSkbs,
+    rxDriverDropped: frames - rxSkbs - ringHeld,
+    icmpErrors: rs[RT_ICMP_SENT] as number,
+    gsoExtra: rs[RT_GSO_EXTRA] as number,
+    fragExtra: rs[RT_FRAG_EXTRA] as number,
+    arpRequests: f.arpStats[ARP_OUT_REQUESTS] as number,
+    deviceDrops,
+    captureSkipped,
+    groMerged,
+    reassemblyMerged,
+    arpQueue,
+    groHeld,
+    batchHeld,
+    ringHeld,
+    arpQueued: queued,
+    arpQueueSent: ns[NEIGH_STAT_QUEUE_SENT] as number,
+  };
+  return forwardAccountingCheck(
+    {
+      received: frames,
+      generated: detail.icmpErrors + detail.gsoExtra + detail.fragExtra + detail.arpRequests,
+      transmitted: txPackets,
+      dropped: deviceDrops + captureSkipped,
+      consumed: f.arpStats[ARP_IN_CONSUMED] as number,
+      merged: groMerged + reassemblyMerged,
+      held: arpQueue + groHeld + batchHeld + ringHeld,
+    },
+    detail,
+    problems,
+  );
+}
+
+/** The accounting as one line, and a line per problem (cold). */
+export function formatForwardAccounting(a: ForwardAccounting): string {
+  const lines = [
+    `accounting  ${a.ok ? "ok" : "FAILED"}: received ${a.received} + generated ${a.generated} = transmitted ${a.transmitted} + dropped ${a.dropped}` +
+      ` + consumed ${a.consumed} + merged ${a.merged} + held ${a.held}`,
+  ];
+  for (const p of a.problems) lines.push(`  problem: ${p}`);
+  return lines.join("\n");
+}
+
 /** The final report. */
 export interface ForwardReport {
   reason: string;
@@ -647,6 +877,9 @@ export interface ForwardReport {
   tap: Record<string, ReturnType<typeof tapStats>>;
   loop: { runs: number; packets: number; sleeps: number; wakeups: number; yields: number };
   leaks: { heads: number; pages: number; slabsInUse: Record<string, number>; conntrackEntries: number };
+  /** Every packet accounted for ({@link forwarderAccounting}), taken after the last drain. */
+  accounting: ForwardAccounting;
+  /** No leak, no capture error, and (on a CPU of its own) the accounting balances. */
   ok: boolean;
 }
 
@@ -691,9 +924,14 @@ export async function forwarderRun(f: Forwarder, o: ForwardRunOptions = {}): Pro
 }
 
 /**
- * Tear down and report (cold). `sharedMemory`: other CPUs still use the
- * arena, so the slab, head and page counts are global and not this CPU's to
- * judge — `ok` then only covers what this CPU owns (conntrack, captures);
+ * Tear down and report (cold): drain, close the devices, drain again, drop
+ * what still waits for ARP (NEIGH_DEAD; the entries go as at `ifdown`),
+ * account for every packet, flush conntrack and reassembly, drain the
+ * caches, count what is still allocated. `sharedMemory`: other CPUs still
+ * use the arena, so the slab, head and page counts are global and not this
+ * CPU's to judge — `ok` then only covers what this CPU owns (conntrack,
+ * captures), and not the accounting either (packets handed between CPUs
+ * enter and leave without a device counter; the controller sums the terms);
  * the controller checks the memory once every CPU has stopped.
  */
 export async function forwarderDestroy(f: Forwarder, reason: string, loop: ForwardReport["loop"], sharedMemory = false): Promise<ForwardReport> {
@@ -705,6 +943,9 @@ export async function forwarderDestroy(f: Forwarder, reason: string, loop: Forwa
   for (const p of f.phys) p.dev.up = false;
   for (const p of f.phys) await closeDevice(f.cpu, p);
   forwarderDrain(f);
+  // Nothing will answer now: what waits for ARP is dropped (NEIGH_DEAD), counted on its device.
+  neighTableFlush(f.neigh);
+  const accounting = forwarderAccounting(f);
   const stats = forwarderStats(f);
   const dropsByReason: Record<string, number> = {};
   for (const d of f.ns.list()) {
@@ -741,7 +982,12 @@ export async function forwarderDestroy(f: Forwarder, reason: string, loop: Forwa
     tap,
     loop,
     leaks,
-    ok: (sharedMemory || (heads === 0 && pages === 0 && Object.keys(slabsInUse).length === 0)) && conntrackEntries === 0 && pcapOk,
+    accounting,
+    ok:
+      (sharedMemory || (heads === 0 && pages === 0 && Object.keys(slabsInUse).length === 0)) &&
+      conntrackEntries === 0 &&
+      pcapOk &&
+      (sharedMemory || accounting.ok),
   };
 }
 
@@ -754,6 +1000,7 @@ export function formatForwardReport(r: ForwardReport): string {
   const lines = [`skb forward: stopped (${r.reason})`, formatForwardStats(r.stats)];
   lines.push(`drops       ${kv(r.dropsByReason)}`);
   lines.push(`arp         ${kv(r.arp)}`);
+  lines.push(`neighbours  ${kv(r.neigh)}`);
   lines.push(`nat         ${kv(r.nat)}`);
   for (const [n, s] of Object.entries(r.tap)) {
     lines.push(
@@ -764,9 +1011,11 @@ export function formatForwardReport(r: ForwardReport): string {
   for (const [n, s] of Object.entries(r.pcap)) {
     lines.push(`pcap ${n}  read ${s.read}, injected ${s.injected}, skipped ${s.skipped}, written ${s.written}${s.error !== null ? `, error: ${s.error}` : ""}`);
   }
+  if (r.accounting !== undefined) lines.push(formatForwardAccounting(r.accounting));
   const l = r.leaks;
+  const leaked = l.heads !== 0 || l.pages !== 0 || l.conntrackEntries !== 0 || Object.keys(l.slabsInUse).length > 0;
   lines.push(
-    `leaks       ${r.ok ? "none" : "FOUND"}: ${l.heads} heads, ${l.pages} pages in use, conntrack entries ${l.conntrackEntries}` +
+    `leaks       ${leaked ? "FOUND" : "none"}: ${l.heads} heads, ${l.pages} pages in use, conntrack entries ${l.conntrackEntries}` +
       `${Object.keys(l.slabsInUse).length > 0 ? `, slabs in use ${kv(l.slabsInUse)}` : ""}`,
   );
   return lines.join("\n");

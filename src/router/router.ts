@@ -14,7 +14,9 @@
  * exceeded), NAT POST_ROUTING (masquerade flows leaving by out0), conntrack
  * confirm, then output: GSO or IPv4 fragmentation down to the egress MTU
  * (ICMP frag-needed for DF), Ethernet header from the static neighbour
- * table, 802.1Q tag on the way into the inside VLAN, `devQueueXmit`.
+ * table (or, for next hops not in it, the `neighOutput` hook: `skb forward`
+ * resolves them by ARP and queues packets while it asks), 802.1Q tag on the
+ * way into the inside VLAN, `devQueueXmit`.
  *
  * Every drop is counted on the device that saw it, by reason.
  *
@@ -47,6 +49,7 @@ import { type IpFragQueues, ipDefrag, ipFragCreate, ipFragExpire } from "../net/
 import {
   type Conntrack,
   NF_CT_F_NO_NEW,
+  NF_INET_LOCAL_OUT,
   NF_INET_POST_ROUTING,
   NF_INET_PRE_ROUTING,
   nfConntrackConfirm,
@@ -60,6 +63,7 @@ import {
   ICMP_DEST_UNREACH,
   ICMP_ECHO,
   ICMP_FRAG_NEEDED,
+  ICMP_HOST_UNREACH,
   ICMP_NET_UNREACH,
   ICMP_TIME_EXCEEDED,
   ICMP_EXC_TTL,
@@ -94,6 +98,13 @@ export const RT_FRAG_EXTRA = 4;
 export const RT_STAT_MAX = 5;
 export const RT_STAT_NAMES = ["forwarded", "local", "icmpSent", "gsoExtra", "fragExtra"] as const;
 
+/**
+ * `neigh_output` for a next hop absent from the static map: takes `skb`
+ * (network header = data, checksum done, `dev` = `odev`) and sends it with
+ * {@link routerNeighXmit}, queues it or drops it, counting on `odev`.
+ */
+export type RouterNeighOutputFn = (cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number) => void;
+
 /** The router's state on one CPU. Created once by the scenario; fields fixed. */
 export class Router {
   readonly cpu: SkbCpu;
@@ -105,8 +116,10 @@ export class Router {
   readonly ipStats: Float64Array;
   readonly icmpStats: Float64Array;
   readonly stats = new Float64Array(RT_STAT_MAX);
-  /** Static neighbour table: next hop address (signed int32) -> MAC (ARP is not built yet). */
+  /** Static neighbour table: next hop address (signed int32) -> MAC. */
   readonly neigh = new Map<number, Uint8Array>();
+  /** Next hops not in `neigh` (ARP resolution); null: they are dropped as NEIGH_FAILED. */
+  neighOutput: RouterNeighOutputFn | null = null;
   /** The router's own addresses as signed int32 (refreshed by routerSetAddresses). */
   localAddrs = new Int32Array(0);
   /** The outside device (packets arriving there may not create flows). */
@@ -410,11 +423,22 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
     }
   }
   const mac = r.neigh.get(nexthop | 0);
-  if (mac === undefined) {
-    drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
+  if (mac !== undefined) {
+    routerNeighXmit(r, cpu, odev, skb, mac, 0);
     return;
   }
-  if (ethHeaderPush(cpu, skb, odev.mac, 0, mac, 0, ETH_P_IP) !== 0) {
+  const out = r.neighOutput;
+  if (out !== null) out(cpu, odev, skb, nexthop | 0);
+  else drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
+}
+
+/**
+ * The end of `neigh_output` once the next hop's MAC is known (`mac[macOff..+6)`):
+ * Ethernet header, 802.1Q tag for a VLAN child, `dev_queue_xmit`. Takes
+ * `skb` (network header = data); failures are counted drops on `odev`.
+ */
+export function routerNeighXmit(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, mac: Uint8Array, macOff: number): void {
+  if (ethHeaderPush(cpu, skb, odev.mac, 0, mac, macOff, ETH_P_IP) !== 0) {
     drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
     return;
   }
@@ -431,6 +455,41 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
     return;
   }
   devQueueXmit(cpu, odev, skb);
+}
+
+/**
+ * `arp_error_report`: the next hop of `skb` (queued for it on `odev`) could
+ * not be resolved. Like `ipv4_link_failure` an ICMP host unreachable goes
+ * back to the sender (when icmpSend would answer at all: not about an ICMP
+ * error or a later fragment), then `skb` is dropped as NEIGH_FAILED (a TX
+ * drop on `odev`). The error is made after NAT rewrote `skb`, so it passes
+ * conntrack and NAT at LOCAL_OUT as the kernel's locally generated error
+ * does: RELATED to the connection, a masqueraded flow's error is turned back
+ * to the inside host, embedded header included. Counted in icmpSent.
+ */
+export function routerNeighErrorReport(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number): void {
+  const src = odev.ipAddr !== 0 ? odev.ipAddr : r.localAddrs.length > 0 ? (r.localAddrs[0] as number) : 0;
+  const reply = src !== 0 ? icmpSend(cpu, skb, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0, src, r.icmpStats) : 0;
+  r.lastReason = SKB_DROP_REASON.NEIGH_FAILED;
+  devDropSkb(cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED, true);
+  if (reply === 0) return;
+  r.stats[RT_ICMP_SENT]++;
+  const now = r.sd.jiffies;
+  if (nfConntrackIn(r.ct, cpu, reply, NF_INET_LOCAL_OUT, 0, now) === 0) {
+    drop(r, cpu, odev, reply, r.ct.reason);
+    return;
+  }
+  const reason = nfNatIpv4(r.nat, cpu, reply, NF_INET_LOCAL_OUT, r.ct);
+  if (reason !== 0) {
+    drop(r, cpu, odev, reply, reason);
+    return;
+  }
+  // To ourselves (an error about a packet we sent from our own address): no socket takes it.
+  if (isLocal(r, be32s(cpu.u8, skbNetworkHeader(cpu, reply) + 16))) {
+    localDeliver(r, cpu, odev, reply);
+    return;
+  }
+  routeAndOutput(r, cpu, odev, reply, false);
 }
 
 /** Make `child` an 802.1Q device `vid` on `parent` (cold). */

@@ -272,6 +272,15 @@ export function skbDeferKickSeq(cpu: SkbCpu): number {
 }
 
 /**
+ * The i32 index (into `cpu.i32`) of `cpu`'s kick word, for a thread that
+ * cannot block in {@link skbDeferWaitKick} and waits with
+ * `Atomics.waitAsync` from its event loop instead.
+ */
+export function skbDeferKickIndex(cpu: SkbCpu): number {
+  return slotIdx(cpu.mem, cpu.id) + W_KICK;
+}
+
+/**
  * Sleep until a pusher kicks `cpu` (its list reached half of skb_defer_max)
  * or `timeoutMs` passes: `Atomics.wait` on the kick word while it still
  * equals `seen`. Returns `"ok"` (woken), `"not-equal"` (a kick came after

@@ -52,6 +52,12 @@ export const DROP_REASON_NAMES = [
   "VLAN_UNKNOWN",
   "L2_MALFORMED",
   "TX_ERROR",
+  // Neighbour output (net/core/neighbour.c): no entry could be created, the
+  // INCOMPLETE entry's queue overflowed (the oldest packet goes), the entry
+  // was removed with packets still queued.
+  "NEIGH_CREATEFAIL",
+  "NEIGH_QUEUEFULL",
+  "NEIGH_DEAD",
 ] as const;
 
 /** A drop-reason name. */

@@ -29,8 +29,20 @@ import { ringCreate, ringRegionSpec } from "../core/ring.js";
 import { mmSlabInfo } from "../mm/mm.js";
 import { kmemCacheInfo } from "../mm/slab.js";
 import { conntrackRegionSpec } from "../net/conntrack.js";
-import { type ForwardConfig, ForwardConfigError, type ForwardReport, type ForwardStats } from "../router/forward.js";
+import {
+  type ForwardAccounting,
+  type ForwardAccountingTerms,
+  type ForwardConfig,
+  ForwardConfigError,
+  type ForwardReport,
+  type ForwardStats,
+  forwardAccountingCheck,
+} from "../router/forward.js";
+import { createSkbCpu } from "../skb/cpu.js";
+import { skbDeferFreeFlush } from "../skb/defer.js";
 import { createSkbMemory } from "../skb/memory.js";
+import { napiSkbCacheDrain } from "../skb/napi-cache.js";
+import { pageFragCacheDrain } from "../mm/page-frag.js";
 import { type ForwardWorkerConfig, type ForwardWorkerMessage, type ForwardWorkerReply, fwdRingName } from "./forward-protocol.js";
 import { SteerLayout, steerIcmpIdRange, steerPortRange } from "./forward-steer.js";
 
@@ -236,10 +248,39 @@ export async function forwardClusterRun(config: ForwardConfig, o: ForwardCluster
   }
   (merged.stats as Record<string, unknown>).time = new Date().toISOString();
   const problems: string[] = [...errors];
+  // Packet accounting over the whole router: a packet handed from one CPU to
+  // another is received on the first and sent (or dropped) by the second, so
+  // the hand-overs cancel in the sums; the ARP-reply copies are extra
+  // packets (generated) that the other CPUs consume. Each CPU's own identity
+  // does not hold alone, the sum must.
+  const a = merged.accounting as ForwardAccounting;
+  const terms: ForwardAccountingTerms = {
+    received: a.received,
+    generated: a.generated + ((handoff as Record<string, number>).arpCopies ?? 0),
+    transmitted: a.transmitted,
+    dropped: a.dropped,
+    consumed: a.consumed,
+    merged: a.merged,
+    held: a.held + reps.reduce((t, r) => t + r.leftover, 0),
+  };
+  const acct = forwardAccountingCheck(terms, { ...a.detail, arpCopies: (handoff as Record<string, number>).arpCopies ?? 0 });
+  merged.accounting = acct;
+  for (const p of acct.problems) problems.push(`accounting: ${p}`);
   for (const r of reps) {
     if (!r.report.ok) problems.push(`worker ${r.id}: its report is not ok (conntrack ${r.report.leaks.conntrackEntries} left)`);
     if (r.leftover !== 0) problems.push(`worker ${r.id}: ${r.leftover} packets left on its hand-over rings`);
   }
+  // A CPU may have deferred an skb to another just as that one went offline
+  // (skbDeferUninstall's documented race): free what is left on every list.
+  let lateDeferred = 0;
+  for (let w = 0; w < n; w++) {
+    const c = createSkbCpu(mem, w, { profile: "6.19" });
+    lateDeferred += skbDeferFreeFlush(c);
+    napiSkbCacheDrain(c);
+    pageFragCacheDrain(c.napiFrag);
+    pageFragCacheDrain(c.netdevFrag);
+  }
+  (handoff as Record<string, number>).deferLateFlushed = lateDeferred;
   const slabsInUse: Record<string, number> = {};
   for (const i of mmSlabInfo(mem.mm)) if (i.activeObjs !== 0) slabsInUse[i.name] = i.activeObjs;
   const heads = kmemCacheInfo(mem.headCache).activeObjs;

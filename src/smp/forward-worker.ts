@@ -40,7 +40,9 @@ import { skbCopy } from "../skb/clone.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { SKB_DATA, SKB_DEV, SKB_PROTOCOL } from "../skb/layout.js";
+import { skbDeferInstall, skbDeferKickIndex, skbDeferStats, skbDeferUninstall } from "../skb/defer.js";
 import { attachSkbMemory } from "../skb/memory.js";
+import { napiSkbCacheDrain } from "../skb/napi-cache.js";
 import { SteerLayout, steerOwner } from "./forward-steer.js";
 import { FWD_HANDOFF_STAT_NAMES, type ForwardWorkerConfig, type ForwardWorkerMessage, type ForwardWorkerReply, fwdRingName } from "./forward-protocol.js";
 
@@ -74,7 +76,12 @@ async function main(): Promise<void> {
     natPorts: cfg.natPorts,
     natIcmpIds: cfg.natIcmpIds,
     tapMultiQueue: true,
+    // 6.19: an skb freed on a CPU other than the one that allocated it (a
+    // handed-over packet sent by its owner) goes back to its allocator's
+    // defer list (skbAttemptDeferFree) and is freed there in bulk.
+    profile: "6.19",
   });
+  skbDeferInstall(f.cpu);
   const outside = f.router.outside;
   const layout = new SteerLayout(n, outside !== null ? outside.ifindex : -1, outside !== null ? outside.ipAddr : 0);
   const arena = mem.arena;
@@ -188,6 +195,22 @@ async function main(): Promise<void> {
   };
   napi = netifNapiAdd(f.sd, (f.phys[0] as { dev: NetDevice }).dev, poll, 64);
   arm();
+  // A kick (the defer list reached skb_defer_max / 2) runs net_rx_action,
+  // which drains the list at the top of every iteration.
+  const kickIdx = skbDeferKickIndex(f.cpu);
+  const armKick = (): void => {
+    if (stopped) return;
+    const r = waitAsync(i32, kickIdx, Atomics.load(i32, kickIdx));
+    const fire = (): void => {
+      if (stopped) return;
+      napiSchedule(napi);
+      raiseNetRxSoftirq(f.sd);
+      armKick();
+    };
+    if (!r.async) fire();
+    else void (r.value as Promise<string>).then(fire);
+  };
+  armKick();
 
   const ac = new AbortController();
   const handoffStats = (): Record<string, number> => {
@@ -217,9 +240,21 @@ async function main(): Promise<void> {
   stopped = true;
   Atomics.store(i32, bellOf(id), 1);
   Atomics.notify(i32, bellOf(id));
+  Atomics.add(i32, kickIdx, 1);
+  Atomics.notify(i32, kickIdx);
+  // Offline for deferral; what other CPUs deferred to us until now is freed
+  // here (the controller flushes once more after every CPU has exited).
+  skbDeferUninstall(f.cpu);
+  napiSkbCacheDrain(f.cpu);
   let leftover = 0;
   for (const r of inc) leftover += ringCount(r);
-  send({ type: "report", id, report, handoff: handoffStats(), leftover });
+  const d = skbDeferStats(f.cpu);
+  const handoff = handoffStats();
+  handoff.deferPushed = d.deferred;
+  handoff.deferDrained = d.drained;
+  handoff.deferFreedFull = d.freedFull;
+  handoff.deferKicks = d.kicks;
+  send({ type: "report", id, report, handoff, leftover });
   port?.close();
 }
 

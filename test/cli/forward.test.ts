@@ -1,8 +1,9 @@
 /**
  * `skb forward` through the real bin/skb.js in a child process: an invalid
  * configuration (exit 2, the field named), a pcap-in -> router -> pcap-out
- * run with --until-idle (NATed output, no leaks, exit 0), stop by SIGINT
- * and by SIGTERM (final report, no leaks, exit 0), --stats JSON lines.
+ * run with --until-idle (NATed output, no leaks, every packet accounted
+ * for, exit 0), stop by SIGINT and by SIGTERM (final report, no leaks,
+ * accounting ok, exit 0), --stats JSON lines.
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -79,6 +80,8 @@ describe("skb forward CLI", () => {
     const rep = JSON.parse(r.stdout.trim().split("\n").pop() as string);
     assert.equal(rep.type, "report");
     assert.equal(rep.reason, "until");
+    assert.equal(rep.accounting.ok, true, `accounting: ${rep.accounting.problems.join("; ")}`);
+    assert.equal(rep.accounting.received + rep.accounting.generated, rep.accounting.transmitted + rep.accounting.dropped + rep.accounting.consumed);
     assert.equal(rep.ok, true);
     assert.equal(rep.leaks.heads, 0);
     assert.equal(rep.leaks.pages, 0);
@@ -95,6 +98,7 @@ describe("skb forward CLI", () => {
       assert.match(r.err, new RegExp(`skb forward: ${sig}, stopping`));
       assert.match(r.out, /skb forward: stopped \(aborted\)/);
       assert.match(r.out, /leaks {7}none: 0 heads, 0 pages in use, conntrack entries 0/);
+      assert.match(r.out, /\naccounting {2}ok: received 13 \+ generated 1 = transmitted 12 \+ dropped 2 \+ consumed 0 \+ merged 0 \+ held 0\n/, r.out);
       const ipOut = readAll(join(dir, "wan-out.pcap")).filter((x) => x.data[13] === 0x00);
       assert.equal(ipOut.length, 10);
     });

@@ -174,7 +174,11 @@ describe("e2e: skb forward --workers 2 (multi-queue TAPs, NAT split over two CPU
       assert.equal(rep.leaks.pages, 0);
       assert.deepEqual(rep.leaks.slabsInUse, {});
       assert.equal(rep.leaks.conntrackEntries, 0);
+      assert.equal(rep.accounting.ok, true, `accounting over both CPUs: ${JSON.stringify(rep.accounting)}`);
+      assert.equal(rep.accounting.received + rep.accounting.generated, rep.accounting.transmitted + rep.accounting.dropped + rep.accounting.consumed + rep.accounting.merged + rep.accounting.held);
       assert.equal(rep.handoff.handedOut, rep.handoff.handedIn, "every packet handed out was taken in");
+      // Handed-over skbs are sent (and freed) by their owner: deferred back to the CPU that allocated them.
+      assert.equal(rep.handoff.deferPushed, rep.handoff.deferDrained + rep.handoff.deferLateFlushed, "every deferred skb was freed by its allocating CPU");
       const fwd = (rep.perCpu as Json[]).map((c) => c.forwarded as number);
       assert.equal(fwd[0] + fwd[1], rep.stats.router.forwarded);
       assert.ok(rep.stats.router.forwarded > 0);

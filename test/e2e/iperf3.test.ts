@@ -15,7 +15,8 @@
  * it into its namespace and configures the kernel side. iperf3 runs a TCP test and a UDP test (50 Mbit/s); both
  * must complete with bytes received, and the server must see the client as
  * 198.51.100.1 (masqueraded). SIGINT then stops the router, whose final
- * report must show no leaks, exit code 0.
+ * report must show no leaks and every packet accounted for (received +
+ * generated = transmitted + dropped + consumed + merged + held), exit code 0.
  *
  * Needs root, /dev/net/tun, the native TAP addon, `ip` (iproute2) and
  * `iperf3`; skipped with the reason otherwise. `ethtool` is optional (used
@@ -221,6 +222,7 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
       const rep = lines[lines.length - 1] as Json;
       assert.equal(rep.type, "report");
       assert.equal(rep.reason, "aborted");
+      assert.equal(rep.accounting.ok, true, `accounting: ${(rep.accounting.problems as string[]).join("; ")}\n${JSON.stringify(rep.accounting)}`);
       assert.equal(rep.ok, true, `leaks: ${JSON.stringify(rep.leaks)}`);
       assert.equal(rep.leaks.heads, 0);
       assert.equal(rep.leaks.pages, 0);
@@ -242,6 +244,11 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
       console.log(
         `# router: forwarded ${rep.stats.router.forwarded}, drops ${JSON.stringify(rep.dropsByReason)}, nat ${JSON.stringify(rep.nat)}, ` +
           `${tapIn} rx GSO ${tin.rxGso}, ${tapOut} tx GSO ${tout.txGso}`,
+      );
+      const a = rep.accounting as Json;
+      console.log(
+        `# accounting: received ${a.received} + generated ${a.generated} = transmitted ${a.transmitted} + dropped ${a.dropped} + consumed ${a.consumed}` +
+          ` + merged ${a.merged} + held ${a.held}; ARP queued ${a.detail.arpQueued}, sent after resolution ${a.detail.arpQueueSent}`,
       );
     } finally {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");

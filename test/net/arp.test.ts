@@ -3,13 +3,16 @@
  * byte for byte, requests answered in place, learning rules (request for us
  * → STALE, reply → REACHABLE, arp_accept), every malformed case a counted
  * drop, neighbour states and timers (reachable → stale → collected,
- * incomplete → retransmit → failed), forced GC, permanent entries, and the
- * hash table against a Map model.
+ * incomplete → retransmit → failed), forced GC, permanent entries, the
+ * hash table against a Map model, and arp_queue: packets held while ARP
+ * resolves, sent in order on the reply, bounded by unres_qlen_bytes
+ * (oldest dropped), reported on failure, dropped when the entry goes.
  */
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  __neighEventSend,
   ARP_HLEN,
   ARPOP_REPLY,
   ARPOP_REQUEST,
@@ -21,6 +24,7 @@ import {
   arpSolicit,
   arpStatsCreate,
   arpTip,
+  ARP_IN_CONSUMED,
   ARP_IN_ERRORS,
   ARP_IN_NOT_OURS,
   ARP_IN_REPLIES,
@@ -29,20 +33,31 @@ import {
   ARP_OUT_REQUESTS,
   NEIGH_SEND_FULL,
   NEIGH_SEND_SOLICIT,
+  NEIGH_SEND_VALID,
   NEIGH_SEND_WAIT,
   NEIGH_STAT_FORCED_GC_RUNS,
+  NEIGH_STAT_QUEUE_FAILED,
+  NEIGH_STAT_QUEUE_FLUSHED,
+  NEIGH_STAT_QUEUE_SENT,
+  NEIGH_STAT_QUEUED,
   NEIGH_STAT_RES_FAILED,
   NEIGH_STAT_TABLE_FULLS,
   NEIGH_STAT_UNRES_DISCARDS,
+  NEIGH_UNRES_QLEN_BYTES,
   neighAddPermanent,
   neighDelete,
   neighDump,
   neighEventSend,
   neighLookup,
   neighMacOffset,
+  type NeighOps,
+  neighQueuedCount,
   neighResolve,
   neighStats,
+  type NeighTable,
   neighTableCreate,
+  neighTableFlush,
+  neighTableSetOps,
   neighTimer,
   neighUpdate,
   NUD_FAILED,
@@ -53,10 +68,11 @@ import {
 } from "../../src/net/arp.js";
 import { ethTypeTrans } from "../../src/net/ethernet.js";
 import { skbDataPtr } from "../../src/skb/access.js";
+import { allocSkb } from "../../src/skb/alloc.js";
 import type { SkbCpu } from "../../src/skb/cpu.js";
 import { SKB_DROP_REASON } from "../../src/skb/drop-reason.js";
 import { consumeSkb, kfreeSkbReason } from "../../src/skb/free.js";
-import { SKB_DEV, SKB_PROTOCOL } from "../../src/skb/layout.js";
+import { SKB_DEV, SKB_NEXT, SKB_PROTOCOL, SKB_TRUESIZE } from "../../src/skb/layout.js";
 import { assertNoLeaks, be32Bytes, ethFrame, ip, MAC_BCAST, readPacket, setup, skbFromBytes } from "../net/net-helpers.js";
 
 const DEV_MAC = [0x02, 0, 0, 0, 0x99, 0x01];
@@ -149,6 +165,7 @@ describe("ARP packets", () => {
     finish(cpu, skb, r);
     assert.equal(t.count, 0, "no entry from a request not for us");
     assert.equal(st[ARP_IN_NOT_OURS], 1);
+    assert.equal(st[ARP_IN_CONSUMED], 1);
     // A known neighbour that changed its MAC is updated (STALE with the new address).
     neighUpdate(t, 3, PEER_IP, new Uint8Array(PEER_MAC), 0, NUD_REACHABLE, 0, true);
     skb = rxSkb(cpu, ethFrame(MAC_BCAST, OTHER_MAC, 0x0806, arpBody(1, OTHER_MAC, PEER_IP, [0, 0, 0, 0, 0, 0], other)));
@@ -273,7 +290,7 @@ describe("neighbour table", () => {
     assert.equal(neighEventSend(t, 1, PEER_IP, 0), NEIGH_SEND_SOLICIT);
     assert.equal(neighEventSend(t, 1, PEER_IP, 10), NEIGH_SEND_WAIT);
     assert.equal(neighResolve(t, 1, PEER_IP, 10), -1);
-    assert.equal(t.stats[NEIGH_STAT_UNRES_DISCARDS], 1);
+    assert.equal(t.stats[NEIGH_STAT_UNRES_DISCARDS], 0, "a miss alone discards nothing: only a full queue does");
     const asked: number[] = [];
     const solicit = (_i: number, a: number) => asked.push(a >>> 0);
     neighTimer(t, 999, solicit);
@@ -391,6 +408,248 @@ describe("ARP output sizes", () => {
     const req = arpSolicit(cpu, dev, t, PEER_IP, st, 0);
     assert.equal(readPacket(cpu, req).length, 14 + ARP_HLEN);
     consumeSkb(cpu, req);
+    assertNoLeaks(cpu);
+  });
+});
+
+/** What a table's queue ops were given, in call order; every skb is freed as the ops would. */
+interface OpsLog {
+  out: { i: number; skb: number; mac: number[] }[];
+  failed: { ifindex: number; skb: number }[];
+  dropped: { ifindex: number; skb: number; reason: number }[];
+}
+
+function recordingOps(log: OpsLog, onFail: (cpu: SkbCpu, ifindex: number, skb: number) => void = () => {}): NeighOps {
+  return {
+    output: (cpu, t, i, skb) => {
+      assert.equal(cpu.u32[(skb + SKB_NEXT) >>> 2], 0, "handed over unlinked");
+      log.out.push({ i, skb, mac: [...t.mac.subarray(neighMacOffset(i), neighMacOffset(i) + 6)] });
+      consumeSkb(cpu, skb);
+    },
+    errorReport: (cpu, ifindex, skb) => {
+      log.failed.push({ ifindex, skb });
+      onFail(cpu, ifindex, skb);
+      kfreeSkbReason(cpu, skb, SKB_DROP_REASON.NEIGH_FAILED);
+    },
+    drop: (cpu, ifindex, skb, reason) => {
+      log.dropped.push({ ifindex, skb, reason });
+      kfreeSkbReason(cpu, skb, reason);
+    },
+  };
+}
+
+function queueSetup(o: Parameters<typeof neighTableCreate>[0] = {}): { cpu: SkbCpu; t: NeighTable; log: OpsLog } {
+  const cpu = setup();
+  const t = neighTableCreate(o);
+  const log: OpsLog = { out: [], failed: [], dropped: [] };
+  neighTableSetOps(t, cpu, recordingOps(log));
+  return { cpu, t, log };
+}
+
+/** The packets of arp_queue: queued = sent + failed + flushed + discarded + still queued. */
+function assertQueueBalance(t: NeighTable): void {
+  const s = t.stats;
+  assert.equal(
+    s[NEIGH_STAT_QUEUED],
+    (s[NEIGH_STAT_QUEUE_SENT] as number) + (s[NEIGH_STAT_QUEUE_FAILED] as number) + (s[NEIGH_STAT_QUEUE_FLUSHED] as number) + (s[NEIGH_STAT_UNRES_DISCARDS] as number) + neighQueuedCount(t),
+  );
+}
+
+function truesize(cpu: SkbCpu, skb: number): number {
+  return cpu.u32[(skb + SKB_TRUESIZE) >>> 2] as number;
+}
+
+describe("arp_queue: packets wait while ARP resolves", () => {
+  test("packets queue on the INCOMPLETE entry and leave in order, with the new MAC, when the reply arrives", () => {
+    const { cpu, t, log } = queueSetup();
+    const st = arpStatsCreate();
+    const skbs = [0, 1, 2].map(() => allocSkb(cpu, 200));
+    assert.equal(__neighEventSend(t, 3, PEER_IP, skbs[0] as number, 100), NEIGH_SEND_SOLICIT, "the first asks");
+    assert.equal(__neighEventSend(t, 3, PEER_IP, skbs[1] as number, 110), NEIGH_SEND_WAIT);
+    assert.equal(__neighEventSend(t, 3, PEER_IP, skbs[2] as number, 120), NEIGH_SEND_WAIT);
+    const n = neighLookup(t, 3, PEER_IP);
+    assert.equal(t.state[n], NUD_INCOMPLETE);
+    assert.equal(t.qLen[n], 3);
+    assert.equal(t.qBytes[n], 3 * truesize(cpu, skbs[0] as number));
+    assert.equal(neighQueuedCount(t), 3);
+    assert.equal(neighDump(t)[0]?.queued, 3);
+    assert.equal(neighStats(t).queuedNow, 3);
+    assert.equal(neighResolve(t, 3, PEER_IP, 130), -1, "not usable yet");
+    assert.equal(log.out.length, 0);
+    // The reply: arpRcv -> neighUpdate(REACHABLE) -> the queue goes out before arpRcv returns.
+    const skb = rxSkb(cpu, ethFrame(DEV_MAC, PEER_MAC, 0x0806, arpBody(2, PEER_MAC, PEER_IP, DEV_MAC, DEV_IP)));
+    finish(cpu, skb, arpRcv(cpu, skb, dev, t, st, 150));
+    assert.equal(t.state[n], NUD_REACHABLE);
+    assert.deepEqual(
+      log.out.map((o) => o.skb),
+      skbs,
+      "oldest first",
+    );
+    for (const o of log.out) {
+      assert.equal(o.i, n);
+      assert.deepEqual(o.mac, PEER_MAC);
+    }
+    assert.equal(t.qLen[n], 0);
+    assert.equal(t.qBytes[n], 0);
+    assert.equal(neighQueuedCount(t), 0);
+    assert.equal(t.stats[NEIGH_STAT_QUEUED], 3);
+    assert.equal(t.stats[NEIGH_STAT_QUEUE_SENT], 3);
+    // Resolved: nothing is taken any more.
+    const late = allocSkb(cpu, 200);
+    assert.equal(__neighEventSend(t, 3, PEER_IP, late, 160), NEIGH_SEND_VALID);
+    assert.equal(neighQueuedCount(t), 0);
+    assert.equal(neighResolve(t, 3, PEER_IP, 160), n);
+    consumeSkb(cpu, late);
+    assertQueueBalance(t);
+    assertNoLeaks(cpu);
+  });
+
+  test("any update to a valid state sends the queue: a request from the neighbour (STALE) and an admin PERMANENT entry", () => {
+    const { cpu, t, log } = queueSetup();
+    const st = arpStatsCreate();
+    const a = allocSkb(cpu, 100);
+    __neighEventSend(t, 3, PEER_IP, a, 0);
+    // The neighbour asks for us first: learned STALE, which is valid.
+    const req = rxSkb(cpu, ethFrame(MAC_BCAST, PEER_MAC, 0x0806, arpBody(1, PEER_MAC, PEER_IP, [0, 0, 0, 0, 0, 0], DEV_IP)));
+    assert.equal(arpRcv(cpu, req, dev, t, st, 5), 0);
+    consumeSkb(cpu, req);
+    assert.deepEqual(
+      log.out.map((o) => o.skb),
+      [a],
+    );
+    const peer2 = ip("169.254.99.20");
+    const b = allocSkb(cpu, 100);
+    __neighEventSend(t, 3, peer2, b, 10);
+    neighAddPermanent(t, 3, peer2, new Uint8Array(OTHER_MAC), 11);
+    assert.deepEqual(log.out[1], { i: neighLookup(t, 3, peer2), skb: b, mac: OTHER_MAC });
+    assertQueueBalance(t);
+    assertNoLeaks(cpu);
+  });
+
+  test("unres_qlen_bytes bounds the queue by truesize: the oldest packets are dropped first (NEIGH_QUEUEFULL, unresDiscards)", () => {
+    const cpu0 = setup();
+    const probe = allocSkb(cpu0, 300);
+    const ts = truesize(cpu0, probe);
+    consumeSkb(cpu0, probe);
+    // Room for three packets of this size.
+    const { cpu, t, log } = queueSetup({ unresQlenBytes: 3 * ts + ts / 2 });
+    const skbs = [0, 1, 2, 3, 4].map(() => allocSkb(cpu, 300));
+    for (const s of skbs) __neighEventSend(t, 3, PEER_IP, s, 0);
+    const n = neighLookup(t, 3, PEER_IP);
+    assert.equal(t.qLen[n], 3);
+    assert.ok((t.qBytes[n] as number) <= t.unresQlenBytes);
+    assert.deepEqual(log.dropped, [
+      { ifindex: 3, skb: skbs[0], reason: SKB_DROP_REASON.NEIGH_QUEUEFULL },
+      { ifindex: 3, skb: skbs[1], reason: SKB_DROP_REASON.NEIGH_QUEUEFULL },
+    ]);
+    assert.equal(t.stats[NEIGH_STAT_UNRES_DISCARDS], 2);
+    assert.equal(cpu.drops[SKB_DROP_REASON.NEIGH_QUEUEFULL], 2);
+    // A packet bigger than the whole limit empties the queue and waits alone.
+    const big = allocSkb(cpu, 4 * ts);
+    __neighEventSend(t, 3, PEER_IP, big, 1);
+    assert.equal(t.qLen[n], 1);
+    assert.equal(t.qHead[n], big);
+    assert.equal(t.qTail[n], big);
+    assert.equal(t.stats[NEIGH_STAT_UNRES_DISCARDS], 5);
+    // The survivors leave on the reply.
+    neighUpdate(t, 3, PEER_IP, new Uint8Array(PEER_MAC), 0, NUD_REACHABLE, 2, false);
+    assert.deepEqual(
+      log.out.map((o) => o.skb),
+      [big],
+    );
+    assertQueueBalance(t);
+    assertNoLeaks(cpu);
+  });
+
+  test("the default limit is SK_WMEM_MAX (212992 bytes of truesize)", () => {
+    assert.equal(neighTableCreate().unresQlenBytes, NEIGH_UNRES_QLEN_BYTES);
+    assert.equal(NEIGH_UNRES_QLEN_BYTES, 212_992);
+    assert.throws(() => neighTableCreate({ unresQlenBytes: 0 }), /unresQlenBytes/);
+  });
+
+  test("resolution fails after mcast_solicit probes: every queued packet goes to errorReport in order; a new packet starts over", () => {
+    const cpu = setup();
+    const t = neighTableCreate({ retransMs: 1000, mcastSolicit: 3 });
+    const log: OpsLog = { out: [], failed: [], dropped: [] };
+    // Like the router's ICMP error, a report may send to the same neighbour again.
+    const again: number[] = [];
+    neighTableSetOps(
+      t,
+      cpu,
+      recordingOps(log, (c, ifindex) => {
+        const s = allocSkb(c, 100);
+        again.push(s);
+        assert.equal(__neighEventSend(t, ifindex, PEER_IP, s, 3000), again.length === 1 ? NEIGH_SEND_SOLICIT : NEIGH_SEND_WAIT);
+      }),
+    );
+    const skbs = [0, 1].map(() => allocSkb(cpu, 100));
+    for (const s of skbs) __neighEventSend(t, 3, PEER_IP, s, 0);
+    const asked: number[] = [];
+    const solicit = (_i: number, a: number) => asked.push(a >>> 0);
+    neighTimer(t, 1000, solicit);
+    neighTimer(t, 2000, solicit);
+    assert.equal(log.failed.length, 0);
+    neighTimer(t, 3000, solicit);
+    assert.equal(asked.length, 2);
+    assert.deepEqual(log.failed, [
+      { ifindex: 3, skb: skbs[0] },
+      { ifindex: 3, skb: skbs[1] },
+    ]);
+    assert.equal(t.stats[NEIGH_STAT_RES_FAILED], 1);
+    assert.equal(t.stats[NEIGH_STAT_QUEUE_FAILED], 2);
+    assert.equal(cpu.drops[SKB_DROP_REASON.NEIGH_FAILED], 2);
+    // The reports' own packets started a new resolution; they wait on it, not reported twice.
+    const n = neighLookup(t, 3, PEER_IP);
+    assert.equal(t.state[n], NUD_INCOMPLETE);
+    assert.equal(t.qLen[n], 2);
+    assert.equal(t.qHead[n], again[0]);
+    assertQueueBalance(t);
+    // Teardown: the entry goes, its queue is dropped as NEIGH_DEAD.
+    assert.equal(neighTableFlush(t), 1);
+    assert.deepEqual(
+      log.dropped.map((d) => [d.skb, d.reason]),
+      again.map((s) => [s, SKB_DROP_REASON.NEIGH_DEAD]),
+    );
+    assert.equal(t.stats[NEIGH_STAT_QUEUE_FLUSHED], 2);
+    assertQueueBalance(t);
+    assertNoLeaks(cpu);
+  });
+
+  test("an entry removed with packets queued drops them as NEIGH_DEAD; flush keeps PERMANENT entries unless asked", () => {
+    const { cpu, t, log } = queueSetup();
+    const peer2 = ip("169.254.99.30");
+    neighAddPermanent(t, 4, PEER_IP, new Uint8Array(PEER_MAC));
+    const a = allocSkb(cpu, 64);
+    const b = allocSkb(cpu, 64);
+    const c = allocSkb(cpu, 64);
+    __neighEventSend(t, 3, PEER_IP, a, 0);
+    __neighEventSend(t, 3, peer2, b, 0);
+    __neighEventSend(t, 5, peer2, c, 0);
+    assert.ok(neighDelete(t, 3, PEER_IP));
+    assert.deepEqual(log.dropped, [{ ifindex: 3, skb: a, reason: SKB_DROP_REASON.NEIGH_DEAD }]);
+    assert.equal(neighTableFlush(t, 3), 1, "only device 3");
+    assert.deepEqual(log.dropped[1], { ifindex: 3, skb: b, reason: SKB_DROP_REASON.NEIGH_DEAD });
+    assert.equal(neighQueuedCount(t), 1);
+    assert.equal(neighTableFlush(t), 1, "the PERMANENT entry stays");
+    assert.notEqual(neighLookup(t, 4, PEER_IP), -1);
+    assert.equal(neighTableFlush(t, -1, false), 1);
+    assert.equal(t.count, 0);
+    assert.equal(neighQueuedCount(t), 0);
+    assert.equal(cpu.drops[SKB_DROP_REASON.NEIGH_DEAD], 3);
+    assertQueueBalance(t);
+    assertNoLeaks(cpu);
+  });
+
+  test("a full table takes no packet (NEIGH_SEND_FULL: the caller drops it); a table without ops refuses to queue", () => {
+    const { cpu, t } = queueSetup({ max: 1 });
+    neighAddPermanent(t, 3, PEER_IP, new Uint8Array(PEER_MAC));
+    const s = allocSkb(cpu, 64);
+    assert.equal(__neighEventSend(t, 3, ip("169.254.99.40"), s, 0), NEIGH_SEND_FULL);
+    assert.equal(neighQueuedCount(t), 0);
+    assert.equal(__neighEventSend(t, 3, PEER_IP, s, 0), NEIGH_SEND_VALID, "a PERMANENT entry is usable");
+    const bare = neighTableCreate();
+    assert.throws(() => __neighEventSend(bare, 3, PEER_IP, s, 0), /neighTableSetOps/);
+    kfreeSkbReason(cpu, s, SKB_DROP_REASON.NEIGH_CREATEFAIL);
     assertNoLeaks(cpu);
   });
 });
