@@ -22,13 +22,13 @@
  * @module
  */
 
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tapAddonStatus } from "../native/tap-addon.js";
-import { deadline, type ForwardChild, run, sh, startForward, waitFor, which } from "./proc.js";
+import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, run, sh, startForward, waitFor, which } from "./proc.js";
 
 
 export const E2E_TESTS = ["tcp1", "tcp4", "udp64", "udp1400"] as const;
@@ -85,7 +85,7 @@ export class E2eUnavailable extends Error {
  * Check the prerequisites; returns the tool paths. `install`: try
  * `apt-get install -y nftables` when nft is missing (logged).
  */
-export function e2ePreflight(log: (s: string) => void, install = true): { ip: string; iperf3: string; nft: string; ethtool: string | null; notes: string[] } {
+export function e2ePreflight(log: (s: string) => void, install = true): { ip: string; iperf3: string; nft: string; notes: string[] } {
   const notes: string[] = [];
   if (process.platform !== "linux") throw new E2eUnavailable(`skb bench e2e needs Linux (this is ${process.platform})`);
   if (typeof process.getuid !== "function" || process.getuid() !== 0) throw new E2eUnavailable("skb bench e2e needs root (network namespaces, TAP devices)");
@@ -109,7 +109,7 @@ export function e2ePreflight(log: (s: string) => void, install = true): { ip: st
     nft = which("nft");
   }
   if (nft === null) throw new E2eUnavailable("skb bench e2e: `nft` is missing (apt-get install nftables)");
-  return { ip, iperf3, nft, ethtool: which("ethtool"), notes };
+  return { ip, iperf3, nft, notes };
 }
 
 interface Router extends ForwardChild {
@@ -169,14 +169,6 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
   const routers: Router[] = [];
   const servers: ChildProcess[] = [];
   const notes = [...tools.notes, "cache off: skb forward started with SKBUFF_NAPI_CACHE=off"];
-  const linkExists = (ifname: string, ns?: string): boolean => {
-    try {
-      sh(IP, [...(ns !== undefined ? ["-n", ns] : []), "link", "show", "dev", ifname]);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   const nsx = (ns: string, args: string[]): string => sh(IP, ["netns", "exec", ns, ...args]);
   try {
     for (const n of [nsC, nsS, nsR]) {
@@ -214,7 +206,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
         () => `skb forward (cache ${p.cache}) to start; stderr: ${rt.err()}`,
       );
       if (rt.child.exitCode !== null) throw new Error(`skb forward (cache ${p.cache}) exited early (${rt.child.exitCode}): ${rt.err()}${rt.out()}`);
-      await waitFor(() => linkExists(p.tin) && linkExists(p.tout), 10_000, () => `${p.tin} / ${p.tout} to appear`);
+      await waitFor(() => linkExists(IP, p.tin) && linkExists(IP, p.tout), 10_000, () => `${p.tin} / ${p.tout} to appear`);
       // The TAPs carry a vnet header: the namespaces keep checksum offload and
       // TSO on, so TCP crosses the router as 64 KiB super-frames both ways.
       const side = (ns: string, ifname: string, addr: string): void => {
@@ -252,22 +244,9 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
     ];
 
     const iperfServer = async (): Promise<{ done: Promise<{ code: number; stdout: string }> }> => {
-      const child = spawn(IP, ["netns", "exec", nsS, IPERF3, "-s", "-1", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
-      servers.push(child);
-      let out = "";
-      child.stdout?.on("data", (d) => {
-        out += d;
-      });
-      const done = new Promise<{ code: number; stdout: string }>((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout: out })));
-      const listening = (): boolean => {
-        try {
-          return nsx(nsS, ["ss", "-Hltn", "sport = :5201"]).trim() !== "";
-        } catch {
-          return false;
-        }
-      };
-      await waitFor(() => listening() || child.exitCode !== null, 5_000, () => "iperf3 -s to listen");
-      return { done };
+      const srv = await iperf3Server(IP, IPERF3, nsS, (o.duration + 40) * 1000);
+      servers.push(srv.child);
+      return srv;
     };
 
     const measure = async (path: Path, test: E2eTest): Promise<Sample> => {
@@ -395,22 +374,8 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
     for (const c of servers) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     for (const rt of routers) if (rt.child.exitCode === null && rt.child.signalCode === null) rt.child.kill("SIGKILL");
     for (const rt of routers) await Promise.race([rt.exited, deadline(5_000)]);
-    for (const n of netns) {
-      try {
-        sh(IP, ["netns", "del", n]);
-      } catch {
-        // already gone
-      }
-    }
-    for (const i of Object.values(taps)) {
-      if (linkExists(i)) {
-        try {
-          sh(IP, ["link", "del", i]);
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
+    ipDeleteAll(IP, "netns", netns);
+    ipDeleteAll(IP, "link", Object.values(taps));
     rmSync(dir, { recursive: true, force: true });
   }
 }

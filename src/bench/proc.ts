@@ -84,3 +84,75 @@ export function startForward(cfg: string, extra: string[] = [], env: Record<stri
   });
   return { child, out: () => out, err: () => err, exited };
 }
+
+/** Does network interface `ifname` exist (in namespace `netns`, default this one)? `ip` is the iproute2 binary. */
+export function linkExists(ip: string, ifname: string, netns?: string): boolean {
+  try {
+    sh(ip, [...(netns !== undefined ? ["-n", netns] : []), "link", "show", "dev", ifname]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Delete each of `names` (namespaces with `netns`, links with `link`) that still exists; never throws. */
+export function ipDeleteAll(ip: string, what: "netns" | "link", names: readonly string[]): void {
+  for (const n of names) {
+    if (what === "link" && !linkExists(ip, n)) continue;
+    try {
+      sh(ip, what === "netns" ? ["netns", "del", n] : ["link", "del", n]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/**
+ * Start `iperf3 -s -1 --json` in namespace `netns` and wait until it
+ * listens on 5201 (or exits). `child` lets the caller kill it on cleanup;
+ * `done` resolves when it exits (killed after `timeoutMs`). The completion is
+ * wrapped in an object: an async function returning the bare promise would
+ * adopt it (and wait for the server to exit).
+ */
+export async function iperf3Server(
+  ip: string,
+  iperf3: string,
+  netns: string,
+  timeoutMs = 60_000,
+): Promise<{ child: ChildProcess; done: Promise<{ code: number; stdout: string; stderr: string }> }> {
+  const child = spawn(ip, ["netns", "exec", netns, iperf3, "-s", "-1", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d) => {
+    stdout += d;
+  });
+  child.stderr?.on("data", (d) => {
+    stderr += d;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  timer.unref();
+  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    }),
+  );
+  const listening = (): boolean => {
+    try {
+      return sh(ip, ["netns", "exec", netns, "ss", "-Hltn", "sport = :5201"]).trim() !== "";
+    } catch {
+      return false;
+    }
+  };
+  await waitFor(() => listening() || child.exitCode !== null, 5_000, () => `iperf3 -s to listen in ${netns}`);
+  return { child, done };
+}
+
+/** Parse JSON output of `what`, or throw with the start of the text. */
+export function parseJsonOutput<T = unknown>(what: string, s: string): T {
+  try {
+    return JSON.parse(s) as T;
+  } catch (e) {
+    throw new Error(`${what}: not JSON (${(e as Error).message}): ${s.slice(0, 2000)}`);
+  }
+}

@@ -95,6 +95,7 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
   let config: ReturnType<typeof loadForwardConfig>;
   try {
     config = loadForwardConfig(pos[0] as string);
+    forwardClusterCheck(config, workers);
   } catch (e) {
     if (e instanceof ForwardConfigError) {
       err(`skb: ${e.message}`);
@@ -102,18 +103,7 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     }
     throw e;
   }
-  if (workers > 1) {
-    try {
-      forwardClusterCheck(config, workers);
-    } catch (e) {
-      if (e instanceof ForwardConfigError) {
-        err(`skb: ${e.message}`);
-        return 2;
-      }
-      throw e;
-    }
-    return await runCluster(config, workers, json, statsMs, out, err);
-  }
+  if (workers > 1) return await withStopSignals(err, (signal) => runCluster(config, workers, json, statsMs, signal, out, err));
   let f: Awaited<ReturnType<typeof forwarderCreate>>;
   try {
     f = await forwarderCreate(config);
@@ -121,17 +111,11 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     err(`skb: forward: ${(e as Error).message}`);
     return 1;
   }
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => {
-    err(`skb forward: ${sig}, stopping`);
-    ac.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  err(`skb forward: running (${f.ns.list().map((d) => `${d.name}:${d.kind}`).join(", ")})`);
-  try {
+  return await withStopSignals(err, async (signal) => {
+    // Said once the signal handlers are in: a caller may stop us as soon as it reads this.
+    err(`skb forward: running (${f.ns.list().map((d) => `${d.name}:${d.kind}`).join(", ")})`);
     const report = await forwarderRun(f, {
-      signal: ac.signal,
+      signal,
       untilIdle: v["until-idle"] === true,
       ...(statsMs !== undefined
         ? { statsMs, onStats: (s: ForwardStats) => out(json ? JSON.stringify({ type: "stats", ...s }) : formatForwardStats(s)) }
@@ -139,6 +123,20 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     });
     out(json ? JSON.stringify({ type: "report", ...report }) : formatForwardReport(report));
     return report.ok ? 0 : 1;
+  });
+}
+
+/** Run `body` with SIGINT / SIGTERM turned into an abort of its signal (said on stderr); the handlers go afterwards. */
+async function withStopSignals(err: (s: string) => void, body: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    err(`skb forward: ${sig}, stopping`);
+    ac.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await body(ac.signal);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -150,50 +148,39 @@ async function runCluster(
   workers: number,
   json: boolean,
   statsMs: number | undefined,
+  signal: AbortSignal,
   out: (s: string) => void,
   err: (s: string) => void,
 ): Promise<number> {
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => {
-    err(`skb forward: ${sig}, stopping`);
-    ac.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  let report: ForwardClusterReport;
   try {
-    let report: ForwardClusterReport;
-    try {
-      report = await forwardClusterRun(config, {
-        workers,
-        signal: ac.signal,
-        onReady: (devs) => err(`skb forward: running on ${workers} CPUs (${devs.join(", ")})`),
-        ...(statsMs !== undefined
-          ? {
-              statsMs,
-              onStats: (s: ForwardClusterStats) =>
-                out(
-                  json
-                    ? JSON.stringify({ type: "stats", ...s })
-                    : `${formatForwardStats(s)}\n  per CPU forwarded: ${s.perCpu.map((c) => `cpu${c.id} ${c.forwarded} (handed out ${c.handoff.handedOut ?? 0})`).join(", ")}`,
-                ),
-            }
-          : {}),
-      });
-    } catch (e) {
-      err(`skb: forward: ${(e as Error).message}`);
-      return 1;
-    }
-    if (json) out(JSON.stringify({ type: "report", ...report }));
-    else {
-      out(formatForwardReport(report));
-      out(
-        `cpus        ${report.perCpu.map((c) => `cpu${c.id}: forwarded ${c.forwarded}, handed out ${c.handoff.handedOut ?? 0}, in ${c.handoff.handedIn ?? 0}`).join("; ")}`,
-      );
-      for (const p of report.problems) out(`problem     ${p}`);
-    }
-    return report.ok ? 0 : 1;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    report = await forwardClusterRun(config, {
+      workers,
+      signal,
+      onReady: (devs) => err(`skb forward: running on ${workers} CPUs (${devs.join(", ")})`),
+      ...(statsMs !== undefined
+        ? {
+            statsMs,
+            onStats: (s: ForwardClusterStats) =>
+              out(
+                json
+                  ? JSON.stringify({ type: "stats", ...s })
+                  : `${formatForwardStats(s)}\n  per CPU forwarded: ${s.perCpu.map((c) => `cpu${c.id} ${c.forwarded} (handed out ${c.handoff.handedOut ?? 0})`).join(", ")}`,
+              ),
+          }
+        : {}),
+    });
+  } catch (e) {
+    err(`skb: forward: ${(e as Error).message}`);
+    return 1;
   }
+  if (json) out(JSON.stringify({ type: "report", ...report }));
+  else {
+    out(formatForwardReport(report));
+    out(
+      `cpus        ${report.perCpu.map((c) => `cpu${c.id}: forwarded ${c.forwarded}, handed out ${c.handoff.handedOut ?? 0}, in ${c.handoff.handedIn ?? 0}`).join("; ")}`,
+    );
+    for (const p of report.problems) out(`problem     ${p}`);
+  }
+  return report.ok ? 0 : 1;
 }

@@ -336,7 +336,7 @@ export function neighLookup(t: NeighTable, ifindex: number, addr: number): numbe
 }
 
 function unlink(t: NeighTable, i: number): void {
-  if ((t.qHead[i] as number) !== 0) queuePurge(t, i);
+  if ((t.qHead[i] as number) !== 0) queueRelease(t, i, Q_DEAD);
   const b = neighHash(t, t.ifindex[i] as number, t.addr[i] as number);
   let prev = -1;
   for (let j = t.buckets[b] as number; j !== -1; j = t.next[j] as number) {
@@ -429,7 +429,7 @@ export function neighUpdate(
   t.updated[i] = now;
   if ((state & (NUD_REACHABLE | NUD_PERMANENT)) !== 0) t.confirmed[i] = now;
   // Resolved: what waited on arp_queue leaves now, in order, with this address.
-  if ((state & NUD_VALID) !== 0 && (t.qHead[i] as number) !== 0) queueOutput(t, i);
+  if ((state & NUD_VALID) !== 0 && (t.qHead[i] as number) !== 0) queueRelease(t, i, Q_OUTPUT);
   return i;
 }
 
@@ -573,59 +573,44 @@ function queueDetach(t: NeighTable, i: number): number {
   return head;
 }
 
-/** Entry i resolved: every queued skb, oldest first, to ops.output. */
-function queueOutput(t: NeighTable, i: number): void {
-  const cpu = t.cpu as SkbCpu;
-  const ops = t.ops as NeighOps;
-  const u32 = cpu.u32;
-  let skb = queueDetach(t, i);
-  while (skb !== 0) {
-    const next = u32[(skb + SKB_NEXT) >>> 2] as number;
-    u32[(skb + SKB_NEXT) >>> 2] = 0;
-    t.stats[NEIGH_STAT_QUEUE_SENT]++;
-    ops.output(cpu, t, i, skb);
-    skb = next;
-  }
-}
+// What becomes of a detached queue (queueRelease).
+const Q_OUTPUT = 0;
+const Q_FAILED = 1;
+const Q_DEAD = 2;
 
-/** Entry i is being removed: drop its queued skbs as NEIGH_DEAD. */
-function queuePurge(t: NeighTable, i: number): void {
+/**
+ * Detach entry i's queue and hand every skb, oldest first, on: Q_OUTPUT to
+ * ops.output (resolved), Q_FAILED to ops.errorReport (resolution failed),
+ * Q_DEAD to ops.drop as NEIGH_DEAD (entry removed). The queue is detached
+ * first, so an op that sends to this same neighbour starts a new queue.
+ */
+function queueRelease(t: NeighTable, i: number, how: number): void {
   const cpu = t.cpu as SkbCpu;
   const ops = t.ops as NeighOps;
   const u32 = cpu.u32;
   const ifindex = t.ifindex[i] as number;
+  const stat = how === Q_OUTPUT ? NEIGH_STAT_QUEUE_SENT : how === Q_FAILED ? NEIGH_STAT_QUEUE_FAILED : NEIGH_STAT_QUEUE_FLUSHED;
   let skb = queueDetach(t, i);
   while (skb !== 0) {
     const next = u32[(skb + SKB_NEXT) >>> 2] as number;
     u32[(skb + SKB_NEXT) >>> 2] = 0;
-    t.stats[NEIGH_STAT_QUEUE_FLUSHED]++;
-    ops.drop(cpu, ifindex, skb, SKB_DROP_REASON.NEIGH_DEAD);
+    t.stats[stat]++;
+    if (how === Q_OUTPUT) ops.output(cpu, t, i, skb);
+    else if (how === Q_FAILED) ops.errorReport(cpu, ifindex, skb);
+    else ops.drop(cpu, ifindex, skb, SKB_DROP_REASON.NEIGH_DEAD);
     skb = next;
   }
 }
 
 /**
  * `neigh_invalidate`: INCOMPLETE -> FAILED (resFailed); every queued skb
- * goes to ops.errorReport. The queue is detached first, so a report that
- * sends to this same neighbour starts a new resolution.
+ * goes to ops.errorReport (see queueRelease).
  */
 function neighInvalidate(t: NeighTable, i: number, now: number): void {
   t.state[i] = NUD_FAILED;
   t.updated[i] = now;
   t.stats[NEIGH_STAT_RES_FAILED]++;
-  if ((t.qHead[i] as number) === 0) return;
-  const cpu = t.cpu as SkbCpu;
-  const ops = t.ops as NeighOps;
-  const u32 = cpu.u32;
-  const ifindex = t.ifindex[i] as number;
-  let skb = queueDetach(t, i);
-  while (skb !== 0) {
-    const next = u32[(skb + SKB_NEXT) >>> 2] as number;
-    u32[(skb + SKB_NEXT) >>> 2] = 0;
-    t.stats[NEIGH_STAT_QUEUE_FAILED]++;
-    ops.errorReport(cpu, ifindex, skb);
-    skb = next;
-  }
+  if ((t.qHead[i] as number) !== 0) queueRelease(t, i, Q_FAILED);
 }
 
 /** Packets waiting on all entries' queues now. */

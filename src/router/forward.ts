@@ -30,13 +30,11 @@ import { runNapiLoop } from "../core/loop.js";
 import { type NapiStruct, netRxAction, Softnet } from "../core/napi.js";
 import {
   devDropSkb,
-  devQueueXmit,
   type NetDevice,
   NetNamespace,
   parseMac,
   RX_DROPPED,
   RX_PACKETS,
-  TX_BYTES,
   TX_DROPPED,
   TX_PACKETS,
 } from "../core/netdev.js";
@@ -69,16 +67,16 @@ import {
 import { conntrackCreate, conntrackRegionSpec, type Conntrack, nfConntrackCount, nfConntrackFlush } from "../net/conntrack.js";
 import { ipFragDestroyAll } from "../net/ip-frag.js";
 import { nfNatCreate, nfNatStats } from "../net/nat.js";
-import { ETH_P_8021Q, ipv4ToString } from "../net/proto.js";
-import { vlanInsertTag } from "../net/vlan.js";
+import { ipv4ToString } from "../net/proto.js";
 import { createSkbCpu, type SkbCpu } from "../skb/cpu.js";
 import { type ForwardAccounting, formatForwardAccounting, forwarderAccounting } from "./forward-accounting.js";
 import { DROP_REASON_NAMES, SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { consumeSkb } from "../skb/free.js";
-import { SKB_LEN, SKB_PROTOCOL } from "../skb/layout.js";
+import { SKB_PROTOCOL } from "../skb/layout.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
 import { napiSkbCacheDrain } from "../skb/napi-cache.js";
 import {
+  l2DevXmit,
   Router,
   RT_STAT_NAMES,
   routerAddRoute,
@@ -404,18 +402,8 @@ function forwardNeighOps(r: Router): NeighOps {
 
 /** Send a frame (Ethernet header in place) on `dev`; a VLAN child tags it and sends on its parent. */
 function l2Xmit(cpu: SkbCpu, dev: NetDevice, skb: number): void {
-  const parent = dev.parent;
-  if (parent === null) {
-    devQueueXmit(cpu, dev, skb);
-    return;
-  }
-  if (vlanInsertTag(cpu, skb, ETH_P_8021Q, dev.vlanId) !== 0) {
-    devDropSkb(cpu, dev, skb, SKB_DROP_REASON.NOMEM, true);
-    return;
-  }
-  dev.stats[TX_PACKETS]++;
-  dev.stats[TX_BYTES] += cpu.u32[(skb + SKB_LEN) >>> 2] as number;
-  devQueueXmit(cpu, parent, skb);
+  const rc = l2DevXmit(cpu, dev, skb);
+  if (rc !== 0) devDropSkb(cpu, dev, skb, rc, true);
 }
 
 // ---- the forwarder ---------------------------------------------------------------------------

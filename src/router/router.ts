@@ -438,23 +438,27 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
  * `skb` (network header = data); failures are counted drops on `odev`.
  */
 export function routerNeighXmit(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, mac: Uint8Array, macOff: number): void {
-  if (ethHeaderPush(cpu, skb, odev.mac, 0, mac, macOff, ETH_P_IP) !== 0) {
-    drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
-    return;
+  const rc = ethHeaderPush(cpu, skb, odev.mac, 0, mac, macOff, ETH_P_IP) !== 0 ? SKB_DROP_REASON.NOMEM : l2DevXmit(cpu, odev, skb);
+  if (rc !== 0) drop(r, cpu, odev, skb, rc);
+}
+
+/**
+ * `dev_queue_xmit` of a frame whose Ethernet header is in place: on a VLAN
+ * child, the 802.1Q tag goes in, the child counts it and its parent sends
+ * it. Returns 0, or a drop reason with `skb` still the caller's to drop.
+ */
+export function l2DevXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
+  const parent = dev.parent;
+  if (parent === null) {
+    devQueueXmit(cpu, dev, skb);
+    return 0;
   }
-  const parent = odev.parent;
-  if (parent !== null) {
-    if (vlanInsertTag(cpu, skb, ETH_P_8021Q, odev.vlanId) !== 0) {
-      drop(r, cpu, odev, skb, SKB_DROP_REASON.NOMEM);
-      return;
-    }
-    odev.stats[TX_PACKETS]++;
-    odev.stats[TX_BYTES] += cpu.u32[(skb + SKB_LEN) >>> 2] as number;
-    cpu.u32[(skb + SKB_DEV) >>> 2] = parent.ifindex;
-    devQueueXmit(cpu, parent, skb);
-    return;
-  }
-  devQueueXmit(cpu, odev, skb);
+  if (vlanInsertTag(cpu, skb, ETH_P_8021Q, dev.vlanId) !== 0) return SKB_DROP_REASON.NOMEM;
+  dev.stats[TX_PACKETS]++;
+  dev.stats[TX_BYTES] += cpu.u32[(skb + SKB_LEN) >>> 2] as number;
+  cpu.u32[(skb + SKB_DEV) >>> 2] = parent.ifindex;
+  devQueueXmit(cpu, parent, skb);
+  return 0;
 }
 
 /**

@@ -143,7 +143,7 @@ export async function forwardClusterRun(config: ForwardConfig, o: ForwardCluster
   for (const r of rings) ringCreate(mem.arena, r);
   const layout = new SteerLayout(n, -1, 0);
   const workers: Worker[] = [];
-  const waiting = new Map<string, (m: ForwardWorkerReply) => void>();
+  const waiting = new Map<number, (m: ForwardWorkerReply) => void>();
   const errors: string[] = [];
   const exits: Promise<unknown>[] = [];
   const expect = (type: ForwardWorkerReply["type"]): Promise<ForwardWorkerReply[]> =>
@@ -151,7 +151,7 @@ export async function forwardClusterRun(config: ForwardConfig, o: ForwardCluster
       workers.map(
         (_, id) =>
           new Promise<ForwardWorkerReply>((resolve, reject) => {
-            waiting.set(`${id}`, (m) => {
+            waiting.set(id, (m) => {
               if (m.type === "error") reject(new Error(`worker ${id}: ${m.message}`));
               else if (m.type === type) resolve(m);
               else reject(new Error(`worker ${id}: expected ${type}, got ${m.type}`));
@@ -173,15 +173,15 @@ export async function forwardClusterRun(config: ForwardConfig, o: ForwardCluster
     const worker = new Worker(new URL("./forward-worker.js", import.meta.url), { workerData: wc });
     exits.push(new Promise((r) => worker.once("exit", r)));
     worker.on("message", (m: ForwardWorkerReply) => {
-      const h = waiting.get(`${m.id}`);
+      const h = waiting.get(m.id);
       if (h !== undefined) {
-        waiting.delete(`${m.id}`);
+        waiting.delete(m.id);
         h(m);
       } else if (m.type === "error") errors.push(`worker ${m.id}: ${m.message}`);
     });
     worker.on("error", (e) => {
-      const h = waiting.get(`${w}`);
-      waiting.delete(`${w}`);
+      const h = waiting.get(w);
+      waiting.delete(w);
       if (h !== undefined) h({ type: "error", id: w, message: e.stack ?? String(e) });
       else errors.push(`worker ${w}: ${e.stack ?? String(e)}`);
     });

@@ -29,6 +29,19 @@ import { type Rss, rssCreate, rssQueueOf } from "../core/rss.js";
 import { be16, be32s, skbHeadlen } from "../skb/access.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DATA, SKB_DEV, SKB_PROTOCOL } from "../skb/layout.js";
+import {
+  ETH_P_IP,
+  ICMP_DEST_UNREACH,
+  ICMP_ECHO,
+  ICMP_ECHOREPLY,
+  ICMP_PARAMETERPROB,
+  ICMP_TIME_EXCEEDED,
+  IP_MF,
+  IP_OFFSET,
+  IPPROTO_ICMP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+} from "../net/proto.js";
 
 /** Lowest masquerade port (NfNat's default portMin). */
 export const STEER_PORT_MIN = 1024;
@@ -82,11 +95,6 @@ export function steerIcmpIdOwner(l: SteerLayout, id: number): number {
   return w < l.workers ? w : l.workers - 1;
 }
 
-const ETH_P_IP = 0x0800;
-const IPPROTO_ICMP = 1;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
-
 /** Owner through an ICMP error's embedded header (our translated packet going out); -1 when unknown. */
 function icmpErrorOwner(l: SteerLayout, u8: Uint8Array, icmp: number, avail: number): number {
   const inner = icmp + 8;
@@ -96,7 +104,7 @@ function icmpErrorOwner(l: SteerLayout, u8: Uint8Array, icmp: number, avail: num
   const proto = u8[inner + 9] as number;
   const l4 = inner + ihl;
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) return steerPortOwner(l, be16(u8, l4));
-  if (proto === IPPROTO_ICMP && (u8[l4] as number) === 8) return steerIcmpIdOwner(l, be16(u8, l4 + 4));
+  if (proto === IPPROTO_ICMP && (u8[l4] as number) === ICMP_ECHO) return steerIcmpIdOwner(l, be16(u8, l4 + 4));
   return -1;
 }
 
@@ -117,7 +125,7 @@ export function steerOwner(l: SteerLayout, cpu: SkbCpu, skb: number): number {
   const saddr = be32s(u8, iph + 12);
   const daddr = be32s(u8, iph + 16);
   const proto = u8[iph + 9] as number;
-  const frag = (be16(u8, iph + 6) & 0x3fff) !== 0;
+  const frag = (be16(u8, iph + 6) & (IP_MF | IP_OFFSET)) !== 0;
   if (frag) return rssQueueOf(l.rss, saddr, daddr, 0, 0);
   const t = iph + ihl;
   const tavail = avail - ihl;
@@ -126,15 +134,15 @@ export function steerOwner(l: SteerLayout, cpu: SkbCpu, skb: number): number {
     if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && tavail >= 4) w = steerPortOwner(l, be16(u8, t + 2));
     else if (proto === IPPROTO_ICMP && tavail >= 8) {
       const type = u8[t] as number;
-      if (type === 0) w = steerIcmpIdOwner(l, be16(u8, t + 4));
-      else if (type === 3 || type === 11 || type === 12) w = icmpErrorOwner(l, u8, t, tavail);
+      if (type === ICMP_ECHOREPLY) w = steerIcmpIdOwner(l, be16(u8, t + 4));
+      else if (type === ICMP_DEST_UNREACH || type === ICMP_TIME_EXCEEDED || type === ICMP_PARAMETERPROB) w = icmpErrorOwner(l, u8, t, tavail);
     }
     if (w >= 0) return w;
   }
   if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && tavail >= 4) return rssQueueOf(l.rss, saddr, daddr, be16(u8, t), be16(u8, t + 2));
   if (proto === IPPROTO_ICMP && tavail >= 8) {
     const type = u8[t] as number;
-    if (type === 0 || type === 8) {
+    if (type === ICMP_ECHOREPLY || type === ICMP_ECHO) {
       const id = be16(u8, t + 4);
       return rssQueueOf(l.rss, saddr, daddr, id, id);
     }

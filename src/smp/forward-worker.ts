@@ -36,6 +36,9 @@ import { type NapiStruct, napiCompleteDone, napiSchedule, netifNapiAdd } from ".
 import { raiseNetRxSoftirq } from "../core/loop.js";
 import { ringAttach, ringCount, ringPopBulk, ringPush, type SkbRing } from "../core/ring.js";
 import { type Forwarder, forwarderCreate, forwardRx, forwarderRun, forwarderStats } from "../router/forward.js";
+import { ARPOP_REPLY } from "../net/arp.js";
+import { ETH_P_ARP } from "../net/proto.js";
+import { be16 } from "../skb/access.js";
 import { skbCopy } from "../skb/clone.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
@@ -56,8 +59,6 @@ function send(m: ForwardWorkerReply): void {
 /** Atomics.waitAsync (Node 16+; typed only from lib es2024, newer than this project's target). */
 const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
 
-const ETH_P_ARP = 0x0806;
-const ARPOP_REPLY = 2;
 // Hand-over counters (FWD_HANDOFF_STAT_NAMES order).
 const H_OUT = 0;
 const H_IN = 1;
@@ -120,8 +121,7 @@ async function main(): Promise<void> {
       return true;
     }
     if (w < 0 && (cpu.u16[(skb + SKB_PROTOCOL) >>> 1] as number) === ETH_P_ARP) {
-      const d = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
-      if (((cpu.u8[d + 6] as number) << 8) + (cpu.u8[d + 7] as number) === ARPOP_REPLY) {
+      if (be16(cpu.u8, (cpu.u32[(skb + SKB_DATA) >>> 2] as number) + 6) === ARPOP_REPLY) {
         for (let o = 0; o < n; o++) {
           if (o === id) continue;
           const c = skbCopy(cpu, skb);
@@ -148,7 +148,8 @@ async function main(): Promise<void> {
     let done = 0;
     inHandoff = true;
     try {
-      for (let tried = 0; tried < inc.length && done < budget; tried++) {
+      // Round robin over the rings until the budget is used or a whole round gave nothing.
+      for (let empty = 0; empty < inc.length && done < budget; ) {
         const r = inc[next] as SkbRing;
         next = (next + 1) % inc.length;
         const k = ringPopBulk(r, buf, 0, Math.min(buf.length, budget - done));
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
           forwardRx(f, cpu, dev, skb);
         }
         done += k;
-        if (k > 0) tried = -1; // keep going round while rings give packets
+        empty = k === 0 ? empty + 1 : 0;
       }
     } finally {
       inHandoff = false;

@@ -24,7 +24,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { deadline, type ForwardChild, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
+import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, parseJsonOutput, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
 import { tapAddonStatus } from "../../src/native/tap-addon.js";
 
 const IP = which("ip");
@@ -47,38 +47,12 @@ if (skip !== null) console.log(`# e2e forward --workers test skipped: ${skip}`);
 // biome-ignore lint/suspicious/noExplicitAny: iperf3's and the router's JSON, read field by field
 type Json = Record<string, any>;
 
-function parseJson(what: string, s: string): Json {
-  try {
-    return JSON.parse(s);
-  } catch (e) {
-    throw new Error(`${what}: not JSON (${(e as Error).message}): ${s.slice(0, 2000)}`);
-  }
-}
-
-function linkExists(ifname: string): boolean {
-  try {
-    sh(IP as string, ["link", "show", "dev", ifname]);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const parseJson = (what: string, text: string): Json => parseJsonOutput<Json>(what, text);
 
 async function iperf(nsServer: string, nsClient: string, args: string[]): Promise<{ client: Json; server: Json }> {
-  const srv = run(IP as string, ["netns", "exec", nsServer, IPERF3 as string, "-s", "-1", "--json"], 40_000);
-  await waitFor(
-    () => {
-      try {
-        return sh(IP as string, ["netns", "exec", nsServer, "ss", "-Hltn", "sport = :5201"]).trim() !== "";
-      } catch {
-        return false;
-      }
-    },
-    5_000,
-    () => "iperf3 -s to listen",
-  );
+  const srv = await iperf3Server(IP as string, IPERF3 as string, nsServer, 40_000);
   const cli = await run(IP as string, ["netns", "exec", nsClient, IPERF3 as string, "-c", "198.51.100.10", "--json", ...args], 30_000);
-  const s = await srv;
+  const s = await srv.done;
   assert.equal(cli.code, 0, `iperf3 ${args.join(" ")}: ${cli.stderr}${cli.stdout.slice(0, 2000)}`);
   const client = parseJson("iperf3 client", cli.stdout);
   const server = parseJson("iperf3 server", s.stdout);
@@ -124,7 +98,7 @@ describe("e2e: skb forward --workers 2 (multi-queue TAPs, NAT split over two CPU
         () => `the router to start; stderr: ${router.err()}`,
       );
       assert.equal(router.child.exitCode, null, `router exited early: ${router.err()}${router.out()}`);
-      await waitFor(() => linkExists(tapIn) && linkExists(tapOut), 10_000, () => "the TAPs to appear");
+      await waitFor(() => linkExists(IP as string, tapIn) && linkExists(IP as string, tapOut), 10_000, () => "the TAPs to appear");
       // Two queues per TAP: one per CPU.
       const queues = sh(IP as string, ["-d", "link", "show", "dev", tapIn]);
       assert.match(queues, /multi_queue/, `the TAP is multi-queue: ${queues}`);
@@ -188,22 +162,8 @@ describe("e2e: skb forward --workers 2 (multi-queue TAPs, NAT split over two CPU
         rt.child.kill("SIGKILL");
         await Promise.race([rt.exited, deadline(5_000)]);
       }
-      for (const n of netns) {
-        try {
-          sh(IP as string, ["netns", "del", n]);
-        } catch {
-          // gone
-        }
-      }
-      for (const i of [tapIn, tapOut]) {
-        if (linkExists(i)) {
-          try {
-            sh(IP as string, ["link", "del", i]);
-          } catch {
-            // gone meanwhile
-          }
-        }
-      }
+      ipDeleteAll(IP as string, "netns", netns);
+      ipDeleteAll(IP as string, "link", [tapIn, tapOut]);
       rmSync(dir, { recursive: true, force: true });
     }
   });

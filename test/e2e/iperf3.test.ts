@@ -33,7 +33,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { tapAddonStatus } from "../../src/native/tap-addon.js";
-import { deadline, type ForwardChild, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
+import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, parseJsonOutput, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
 
 
 // ---- prerequisites -----------------------------------------------------------------------------
@@ -60,49 +60,18 @@ function rand(): string {
   return randomInt(0, 0xffffff).toString(16).padStart(6, "0");
 }
 
-function linkExists(ifname: string, netns?: string): boolean {
-  try {
-    sh(IP as string, [...(netns !== undefined ? ["-n", netns] : []), "link", "show", "dev", ifname]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 type Router = ForwardChild;
 
 function startRouter(cfg: string): Router {
   return startForward(cfg, ["--stats", "1", "--json"]);
 }
 
-/**
- * Start `iperf3 -s -1 --json` in `netns` and wait until it listens. The
- * server's completion is wrapped in an object: an async function returning
- * the bare promise would adopt it (and wait for the server to exit).
- */
-async function iperfServer(netns: string): Promise<{ done: Promise<{ code: number; stdout: string; stderr: string }> }> {
-  const p = run(IP as string, ["netns", "exec", netns, IPERF3 as string, "-s", "-1", "--json"], 30_000);
-  const listening = (): boolean => {
-    try {
-      return sh(IP as string, ["netns", "exec", netns, "ss", "-Hltn", "sport = :5201"]).trim() !== "";
-    } catch {
-      return false;
-    }
-  };
-  await waitFor(listening, 5_000, () => `iperf3 -s to listen in ${netns}`);
-  return { done: p };
-}
+const iperfServer = (netns: string) => iperf3Server(IP as string, IPERF3 as string, netns);
 
 // biome-ignore lint/suspicious/noExplicitAny: iperf3's and the router's JSON, read field by field
 type Json = Record<string, any>;
 
-function parseJson(what: string, s: string): Json {
-  try {
-    return JSON.parse(s);
-  } catch (e) {
-    throw new Error(`${what}: not JSON (${(e as Error).message}): ${s.slice(0, 2000)}`);
-  }
-}
+const parseJson = (what: string, text: string): Json => parseJsonOutput<Json>(what, text);
 
 // ---- the test --------------------------------------------------------------------------------------
 
@@ -147,7 +116,7 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
         () => `the router to start; stderr: ${rt.err()}`,
       );
       assert.ok(rt.child.exitCode === null, `router exited early (${rt.child.exitCode}): ${rt.err()}${rt.out()}`);
-      await waitFor(() => linkExists(tapIn) && linkExists(tapOut), 10_000, () => `${tapIn} / ${tapOut} to appear`);
+      await waitFor(() => linkExists(IP as string, tapIn) && linkExists(IP as string, tapOut), 10_000, () => `${tapIn} / ${tapOut} to appear`);
 
       // Kernel sides.
       const side = (ns: string, ifname: string, addr: string, gw: string): void => {
@@ -253,22 +222,8 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
     } finally {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
       if (router !== null && router.child.exitCode === null && router.child.signalCode === null) await Promise.race([router.exited, deadline(5_000)]);
-      for (const n of netns) {
-        try {
-          sh(IP as string, ["netns", "del", n]);
-        } catch {
-          // already gone
-        }
-      }
-      for (const i of [tapIn, tapOut]) {
-        if (linkExists(i)) {
-          try {
-            sh(IP as string, ["link", "del", i]);
-          } catch {
-            // gone meanwhile
-          }
-        }
-      }
+      ipDeleteAll(IP as string, "netns", netns);
+      ipDeleteAll(IP as string, "link", [tapIn, tapOut]);
       rmSync(dir, { recursive: true, force: true });
     }
   });
