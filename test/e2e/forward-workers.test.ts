@@ -19,12 +19,10 @@
  */
 
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
-import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, parseJsonOutput, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
+import { deadline, iperf3Server, parseJsonOutput, run, sh, which } from "../../src/bench/proc.js";
+import { TapTopology } from "./topology.js";
 import { tapAddonStatus } from "../../src/native/tap-addon.js";
 
 const IP = which("ip");
@@ -63,53 +61,15 @@ async function iperf(nsServer: string, nsClient: string, args: string[]): Promis
 
 describe("e2e: skb forward --workers 2 (multi-queue TAPs, NAT split over two CPUs)", { skip: skip ?? false }, () => {
   test("ping, iperf3 TCP ×8 and UDP ×4 pass; the merged report is clean", { timeout: 120_000 }, async () => {
-    const r = randomInt(0, 0xffffff).toString(16).padStart(6, "0");
-    const tapIn = `skbw-${r}-in`;
-    const tapOut = `skbw-${r}-out`;
-    const nsC = `skbw-${r}-c`;
-    const nsS = `skbw-${r}-s`;
-    const dir = mkdtempSync(join(tmpdir(), "skb-e2e-workers-"));
-    const netns: string[] = [];
-    let rt: ForwardChild | null = null;
+    const t = new TapTopology(IP as string, "skbw", true);
+    const { tapIn, nsClient: nsC, nsServer: nsS } = t;
     try {
-      const cfg = join(dir, "cfg.json");
-      writeFileSync(
-        cfg,
-        JSON.stringify({
-          devices: [
-            { name: tapIn, type: "tap", address: "10.10.0.1/16", vnetHdr: true },
-            { name: tapOut, type: "tap", address: "198.51.100.1/24", vnetHdr: true },
-          ],
-          routes: [],
-          nat: { outside: tapOut },
-          neighbours: [],
-        }),
-      );
-      for (const n of [nsC, nsS]) {
-        sh(IP as string, ["netns", "add", n]);
-        netns.push(n);
-        sh(IP as string, ["-n", n, "link", "set", "lo", "up"]);
-      }
-      const router = startForward(cfg, ["--workers", "2", "--stats", "1", "--json"]);
-      rt = router;
-      await waitFor(
-        () => router.err().includes("skb forward: running on 2 CPUs") || router.child.exitCode !== null,
-        15_000,
-        () => `the router to start; stderr: ${router.err()}`,
-      );
-      assert.equal(router.child.exitCode, null, `router exited early: ${router.err()}${router.out()}`);
-      await waitFor(() => linkExists(IP as string, tapIn) && linkExists(IP as string, tapOut), 10_000, () => "the TAPs to appear");
+      t.addNamespaces();
+      const router = await t.startRouter(["--workers", "2", "--stats", "1", "--json"], "skb forward: running on 2 CPUs");
       // Two queues per TAP: one per CPU.
       const queues = sh(IP as string, ["-d", "link", "show", "dev", tapIn]);
       assert.match(queues, /multi_queue/, `the TAP is multi-queue: ${queues}`);
-      const side = (ns: string, ifname: string, addr: string, gw: string): void => {
-        sh(IP as string, ["link", "set", ifname, "netns", ns]);
-        sh(IP as string, ["-n", ns, "addr", "add", addr, "dev", ifname]);
-        sh(IP as string, ["-n", ns, "link", "set", ifname, "up"]);
-        sh(IP as string, ["-n", ns, "route", "add", "default", "via", gw, "dev", ifname]);
-      };
-      side(nsC, tapIn, "10.10.0.2/16", "10.10.0.1");
-      side(nsS, tapOut, "198.51.100.10/24", "198.51.100.1");
+      t.attach();
 
       const ping = await run(IP as string, ["netns", "exec", nsC, PING as string, "-c", "5", "-i", "0.2", "-W", "2", "198.51.100.10"], 20_000);
       const got = /(\d+) received/.exec(ping.stdout);
@@ -158,13 +118,7 @@ describe("e2e: skb forward --workers 2 (multi-queue TAPs, NAT split over two CPU
       assert.ok(rep.stats.router.forwarded > 0);
       console.log(`# per CPU forwarded ${fwd.join(" / ")}, hand-over ${JSON.stringify(rep.handoff)}, drops ${JSON.stringify(rep.dropsByReason)}`);
     } finally {
-      if (rt !== null && rt.child.exitCode === null && rt.child.signalCode === null) {
-        rt.child.kill("SIGKILL");
-        await Promise.race([rt.exited, deadline(5_000)]);
-      }
-      ipDeleteAll(IP as string, "netns", netns);
-      ipDeleteAll(IP as string, "link", [tapIn, tapOut]);
-      rmSync(dir, { recursive: true, force: true });
+      await t.cleanup();
     }
   });
 });

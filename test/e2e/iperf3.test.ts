@@ -26,14 +26,11 @@
  */
 
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { randomInt } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
 import { tapAddonStatus } from "../../src/native/tap-addon.js";
-import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, parseJsonOutput, run, sh, startForward, waitFor, which } from "../../src/bench/proc.js";
+import { deadline, iperf3Server, parseJsonOutput, run, sh, which } from "../../src/bench/proc.js";
+import { TapTopology } from "./topology.js";
 
 
 // ---- prerequisites -----------------------------------------------------------------------------
@@ -56,16 +53,6 @@ if (skip !== null) console.log(`# e2e iperf3 test skipped: ${skip}`);
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-function rand(): string {
-  return randomInt(0, 0xffffff).toString(16).padStart(6, "0");
-}
-
-type Router = ForwardChild;
-
-function startRouter(cfg: string): Router {
-  return startForward(cfg, ["--stats", "1", "--json"]);
-}
-
 const iperfServer = (netns: string) => iperf3Server(IP as string, IPERF3 as string, netns);
 
 // biome-ignore lint/suspicious/noExplicitAny: iperf3's and the router's JSON, read field by field
@@ -78,62 +65,20 @@ const parseJson = (what: string, text: string): Json => parseJsonOutput<Json>(wh
 describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespaces)", { skip: skip ?? false }, () => {
   for (const vnet of [false, true]) {
   test(`${vnet ? "vnet-header TAPs (TSO super-frames)" : "plain TAPs"}: TCP and UDP iperf3 complete, the server sees the NATed address, SIGINT reports no leaks`, { timeout: 90_000 }, async () => {
-    const r = rand();
-    const tapIn = `skbe-${r}-in`;
-    const tapOut = `skbe-${r}-out`;
-    const nsClient = `skbe2e-${r}-c`;
-    const nsServer = `skbe2e-${r}-s`;
-    const dir = mkdtempSync(join(tmpdir(), "skb-e2e-iperf3-"));
-    const netns: string[] = [];
-    const children: ChildProcess[] = [];
-    let router: Router | null = null;
+    const t = new TapTopology(IP as string, "skbe", vnet);
+    const { tapIn, tapOut, nsClient, nsServer } = t;
     try {
-      const cfg = join(dir, "cfg.json");
-      writeFileSync(
-        cfg,
-        JSON.stringify({
-          devices: [
-            { name: tapIn, type: "tap", address: "10.10.0.1/16", vnetHdr: vnet },
-            { name: tapOut, type: "tap", address: "198.51.100.1/24", vnetHdr: vnet },
-          ],
-          routes: [],
-          nat: { outside: tapOut },
-          neighbours: [],
-        }),
-      );
-      for (const n of [nsClient, nsServer]) {
-        sh(IP as string, ["netns", "add", n]);
-        netns.push(n);
-        sh(IP as string, ["-n", n, "link", "set", "lo", "up"]);
-      }
-
-      const rt = startRouter(cfg);
-      router = rt;
-      children.push(rt.child);
-      await waitFor(
-        () => rt.err().includes("skb forward: running") || rt.child.exitCode !== null,
-        10_000,
-        () => `the router to start; stderr: ${rt.err()}`,
-      );
-      assert.ok(rt.child.exitCode === null, `router exited early (${rt.child.exitCode}): ${rt.err()}${rt.out()}`);
-      await waitFor(() => linkExists(IP as string, tapIn) && linkExists(IP as string, tapOut), 10_000, () => `${tapIn} / ${tapOut} to appear`);
-
-      // Kernel sides.
-      const side = (ns: string, ifname: string, addr: string, gw: string): void => {
-        sh(IP as string, ["link", "set", ifname, "netns", ns]);
-        sh(IP as string, ["-n", ns, "addr", "add", addr, "dev", ifname]);
-        sh(IP as string, ["-n", ns, "link", "set", ifname, "up"]);
-        sh(IP as string, ["-n", ns, "route", "add", "default", "via", gw, "dev", ifname]);
-        if (!vnet && ETHTOOL !== null) {
-          try {
-            sh(IP as string, ["netns", "exec", ns, ETHTOOL, "-K", ifname, "tx", "off"]);
-          } catch {
-            // a plain TAP (no vnet header) has no TX checksum offload anyway: the kernel completes checksums
-          }
+      t.addNamespaces();
+      const rt = await t.startRouter(["--stats", "1", "--json"], "skb forward: running");
+      // Kernel sides; plain TAPs: the kernel completes checksums itself (TX checksum offload off).
+      t.attach((ns, ifname) => {
+        if (vnet || ETHTOOL === null) return;
+        try {
+          sh(IP as string, ["netns", "exec", ns, ETHTOOL, "-K", ifname, "tx", "off"]);
+        } catch {
+          // a plain TAP has no TX checksum offload to turn off
         }
-      };
-      side(nsClient, tapIn, "10.10.0.2/16", "10.10.0.1");
-      side(nsServer, tapOut, "198.51.100.10/24", "198.51.100.1");
+      });
 
       // TCP.
       const tcpSrv = await iperfServer(nsServer);
@@ -220,11 +165,7 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
           ` + merged ${a.merged} + held ${a.held}; ARP queued ${a.detail.arpQueued}, sent after resolution ${a.detail.arpQueueSent}`,
       );
     } finally {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-      if (router !== null && router.child.exitCode === null && router.child.signalCode === null) await Promise.race([router.exited, deadline(5_000)]);
-      ipDeleteAll(IP as string, "netns", netns);
-      ipDeleteAll(IP as string, "link", [tapIn, tapOut]);
-      rmSync(dir, { recursive: true, force: true });
+      await t.cleanup();
     }
   });
   }
