@@ -26,11 +26,9 @@
  */
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
-import { tapAddonStatus } from "../../src/native/tap-addon.js";
 import { deadline, iperf3Server, parseJsonOutput, run, sh, which } from "../../src/bench/proc.js";
-import { TapTopology } from "./topology.js";
+import { TapTopology, tapTopologySkipReason } from "./topology.js";
 
 
 // ---- prerequisites -----------------------------------------------------------------------------
@@ -39,16 +37,10 @@ const IP = which("ip");
 const IPERF3 = which("iperf3");
 const ETHTOOL = which("ethtool");
 
-const skip: string | null = (() => {
-  if (process.platform !== "linux") return `needs Linux (this is ${process.platform})`;
-  if (typeof process.getuid !== "function" || process.getuid() !== 0) return "needs root (CAP_NET_ADMIN for TAP interfaces and network namespaces)";
-  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is absent (no tun module)";
-  const addon = tapAddonStatus();
-  if (!addon.available) return `native TAP addon unavailable: ${addon.reason}`;
-  if (IP === null) return "the `ip` command (iproute2) is not installed";
-  if (IPERF3 === null) return "`iperf3` is not installed (apt-get install iperf3)";
-  return null;
-})();
+const skip = tapTopologySkipReason({
+  ip: { path: IP, pkg: "iproute2" },
+  iperf3: { path: IPERF3, pkg: "iperf3" },
+});
 if (skip !== null) console.log(`# e2e iperf3 test skipped: ${skip}`);
 
 // ---- helpers -------------------------------------------------------------------------------------

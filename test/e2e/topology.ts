@@ -14,10 +14,26 @@
 
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tapAddonStatus } from "../../src/native/tap-addon.js";
 import { deadline, type ForwardChild, ipDeleteAll, linkExists, sh, startForward, waitFor } from "../../src/bench/proc.js";
+
+/**
+ * Why the topology cannot be built here, or null: Linux, root, /dev/net/tun,
+ * the TAP addon, and each of `tools` (name → path from `which`, null when
+ * missing; the value names the Debian package in the message).
+ */
+export function tapTopologySkipReason(tools: Record<string, { path: string | null; pkg: string }>): string | null {
+  if (process.platform !== "linux") return `needs Linux (this is ${process.platform})`;
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return "needs root (CAP_NET_ADMIN for TAP interfaces and network namespaces)";
+  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is absent (no tun module)";
+  const addon = tapAddonStatus();
+  if (!addon.available) return `native TAP addon unavailable: ${addon.reason}`;
+  for (const [name, t] of Object.entries(tools)) if (t.path === null) return `\`${name}\` is not installed (apt-get install ${t.pkg})`;
+  return null;
+}
 
 export const SERVER_ADDR = "198.51.100.10";
 export const ROUTER_OUTSIDE_ADDR = "198.51.100.1";
