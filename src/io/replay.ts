@@ -42,7 +42,7 @@ import { nfConntrackCount } from "../net/conntrack.js";
 import { skbChecksumHelp } from "../net/ipv4.js";
 import { ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ipv4ToString } from "../net/proto.js";
 import { skbVlanTagGet, skbVlanTagPresent, skbVlanProto, vlanInsertTag } from "../net/vlan.js";
-import { routerAddNeighbour, routerAddRoute, RT_STAT_NAMES } from "../router/router.js";
+import { routerAddNeighbour, routerAddRoute, routerHasNeighbour, RT_STAT_NAMES } from "../router/router.js";
 import { type Accounting, type LeakReport, type Scenario, scenarioAccounting, scenarioCreate, scenarioDestroy } from "../router/scenario.js";
 import { be16, be32, fragDesc, skbHeadlen, skbShinfo } from "../skb/access.js";
 import { napiBuildSkb, netdevAllocSkb } from "../skb/alloc.js";
@@ -265,7 +265,7 @@ export interface CaptureInjectorOptions {
   direction?: ReplayDirection;
   /** Write the router port's MAC as destination of unicast frames (default true), as a switch in front of it would deliver them. */
   rewriteMac?: boolean;
-  /** Teach the router's static neighbour table the source of each IPv4 frame on its own link (default true). */
+  /** Teach the router's neighbour table (as PERMANENT entries) the source of each IPv4 frame on its own link (default true). */
   learnNeighbours?: boolean;
 }
 
@@ -279,6 +279,9 @@ export class CaptureInjector {
   readonly direction: ReplayDirection;
   readonly rewriteMac: boolean;
   readonly learn: boolean;
+  /** IPv4 sources already considered for learning, and those learned (in order). */
+  readonly seen = new Set<number>();
+  readonly learned: number[] = [];
   /** Timestamp of the latest record read: the replay's clock, read by the taps. */
   readonly clock: TsOut = { tsSec: 0, tsNsec: 0 };
   /** The reader has nothing more (end of file or an error). */
@@ -448,13 +451,16 @@ function injectOne(inj: CaptureInjector, cpu: SkbCpu, r: CaptureRecord, side: nu
 
 /** A host on the router's own link is reachable at the veth end the capture speaks for. */
 function learnNeighbour(inj: CaptureInjector, saddr: number, side: number): void {
+  if (inj.seen.has(saddr | 0)) return;
+  inj.seen.add(saddr | 0);
   const r = inj.s.router;
-  if (r.neigh.has(saddr | 0)) return;
-  if (side === 0 && ((saddr & inj.insideMask) >>> 0) === inj.insideNet && saddr !== inj.s.inside.ipAddr) {
-    routerAddNeighbour(r, saddr, inj.s.gen0.mac);
-  } else if (side === 1 && ((saddr & inj.outsideMask) >>> 0) === inj.outsideNet && saddr !== inj.s.out0.ipAddr) {
-    routerAddNeighbour(r, saddr, inj.s.srv0.mac);
-  }
+  if (routerHasNeighbour(r, saddr)) return;
+  let mac: Uint8Array | null = null;
+  if (side === 0 && ((saddr & inj.insideMask) >>> 0) === inj.insideNet && saddr !== inj.s.inside.ipAddr) mac = inj.s.gen0.mac;
+  else if (side === 1 && ((saddr & inj.outsideMask) >>> 0) === inj.outsideNet && saddr !== inj.s.out0.ipAddr) mac = inj.s.srv0.mac;
+  if (mac === null || r.neigh.count >= r.neigh.max) return; // a full table: packets to it are dropped (NEIGH_FAILED)
+  routerAddNeighbour(r, saddr, mac);
+  inj.learned.push(saddr | 0);
 }
 
 /** Injector counters as an object (allocates). */
@@ -600,7 +606,6 @@ export function replayCapture(o: ReplayOptions): ReplayResult {
       sc.sink.stats[SK_RX]++;
       napiConsumeSkb(cpu, skb, 1);
     }, flags);
-    const neighBefore = new Set(sc.router.neigh.keys());
 
     let idle = 0;
     let stalled = false;
@@ -633,7 +638,7 @@ export function replayCapture(o: ReplayOptions): ReplayResult {
     RT_STAT_NAMES.forEach((n, i) => {
       router[n] = sc.router.stats[i] as number;
     });
-    const neighbours = [...sc.router.neigh.keys()].filter((k) => !neighBefore.has(k)).map((k) => ipv4ToString(k >>> 0));
+    const neighbours = inj.learned.map((k) => ipv4ToString(k >>> 0));
     const conntrackEntries = nfConntrackCount(sc.router.ct);
     let skippedTotal = 0;
     for (const v of Object.values(st.skipped)) skippedTotal += v;

@@ -459,9 +459,14 @@ export function neighMacOffset(i: number): number {
  * Marks the entry used. Allocates nothing.
  */
 export function neighResolve(t: NeighTable, ifindex: number, addr: number, now: number): number {
-  const i = neighLookup(t, ifindex, addr);
-  if (i === -1 || ((t.state[i] as number) & NUD_VALID) === 0) return -1;
-  if (t.state[i] === NUD_REACHABLE && now - (t.confirmed[i] as number) > t.baseReachableMs) {
+  // The output path's lookup is __ipv4_neigh_lookup_noref: no lookups/hits counting.
+  const i = find(t, ifindex, addr);
+  if (i === -1) return -1;
+  const st = t.state[i] as number;
+  // PERMANENT / NOARP: nothing ages, nothing to note (the kernel's connected fast path).
+  if ((st & (NUD_PERMANENT | NUD_NOARP)) !== 0) return i;
+  if ((st & NUD_VALID) === 0) return -1;
+  if (st === NUD_REACHABLE && now - (t.confirmed[i] as number) > t.baseReachableMs) {
     t.state[i] = NUD_STALE;
     t.updated[i] = now;
   }

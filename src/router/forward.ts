@@ -9,8 +9,8 @@
  *     rxHandler: ARP ─> arpRcv (answer for our address, learn the sender;
  *                       a reply that resolves an entry sends what it queued)
  *                IPv4 ─> routerIpRcv (conntrack, NAT, route, TTL) ─> l2Output
- *     l2Output: router.neighOutput = forwardNeighOutput
- *        known next hop (ARP table; static neighbours are PERMANENT) ─> routerNeighXmit
+ *     l2Output (router.arpResolve): the router's ARP table (static neighbours are PERMANENT)
+ *        known next hop ─> routerNeighXmit
  *        unknown ─> __neighEventSend: queued on the INCOMPLETE entry (arp_queue,
  *                   unres_qlen_bytes; the oldest dropped as NEIGH_QUEUEFULL),
  *                   a broadcast request on the first packet
@@ -45,23 +45,13 @@ import { kmemCacheInfo } from "../mm/slab.js";
 import { mmSlabInfo } from "../mm/mm.js";
 import { pageFragCacheDrain } from "../mm/page-frag.js";
 import {
-  __neighEventSend,
   ARP_STAT_NAMES,
   arpRcv,
   arpRequest,
-  arpStatsCreate,
-  NEIGH_SEND_FULL,
-  NEIGH_SEND_SOLICIT,
-  NEIGH_SEND_WAIT,
   neighAddPermanent,
-  neighMacOffset,
-  type NeighOps,
-  neighResolve,
   neighStats,
   type NeighTable,
-  neighTableCreate,
   neighTableFlush,
-  neighTableSetOps,
   neighTimer,
 } from "../net/arp.js";
 import { conntrackCreate, conntrackRegionSpec, type Conntrack, nfConntrackCount, nfConntrackFlush } from "../net/conntrack.js";
@@ -76,14 +66,12 @@ import { SKB_PROTOCOL } from "../skb/layout.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
 import { napiSkbCacheDrain } from "../skb/napi-cache.js";
 import {
-  l2DevXmit,
+  l2Xmit,
   Router,
   RT_STAT_NAMES,
   routerAddRoute,
   routerIpRcv,
   routerL2Recv,
-  routerNeighErrorReport,
-  routerNeighXmit,
   routerPort,
   type RouterPort,
   routerSetAddresses,
@@ -358,54 +346,6 @@ export function loadForwardConfig(file: string): ForwardConfig {
   return parseForwardConfig(raw);
 }
 
-// ---- ARP-backed neighbours --------------------------------------------------------------------
-
-/**
- * The router's `neighOutput` (`neigh_output` / `neigh_resolve_output`): a
- * next hop with a usable ARP entry gets the packet at once (no allocation);
- * otherwise the packet waits on the entry's queue (`__neighEventSend`) and
- * the first one of a resolution sends a broadcast request. A full table
- * drops it as NEIGH_CREATEFAIL. Drops are counted on `odev`.
- */
-export function forwardNeighOutput(f: Forwarder, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
-  const t = f.neigh;
-  const now = f.sd.jiffies;
-  let i = neighResolve(t, odev.ifindex, nexthop, now);
-  if (i < 0) {
-    const rc = __neighEventSend(t, odev.ifindex, nexthop, skb, now);
-    if (rc === NEIGH_SEND_WAIT) return;
-    if (rc === NEIGH_SEND_SOLICIT) {
-      // arp_solicit from the device's address (the request is ours: counted in generated).
-      const req = arpRequest(cpu, odev, nexthop, f.arpStats);
-      if (req !== 0) l2Xmit(cpu, odev, req);
-      return;
-    }
-    if (rc === NEIGH_SEND_FULL) {
-      devDropSkb(cpu, odev, skb, SKB_DROP_REASON.NEIGH_CREATEFAIL, true);
-      return;
-    }
-    // NEIGH_SEND_VALID: usable after all.
-    i = neighResolve(t, odev.ifindex, nexthop, now);
-  }
-  routerNeighXmit(f.router, cpu, odev, skb, t.mac, neighMacOffset(i));
-}
-
-/** The neighbour table's queue ops for a forwarder's router (cold; bound once). */
-function forwardNeighOps(r: Router): NeighOps {
-  const devs = r.ns.devices;
-  return {
-    output: (cpu, t, i, skb) => routerNeighXmit(r, cpu, devs[t.ifindex[i] as number] as NetDevice, skb, t.mac, neighMacOffset(i)),
-    errorReport: (cpu, ifindex, skb) => routerNeighErrorReport(r, cpu, devs[ifindex] as NetDevice, skb),
-    drop: (cpu, ifindex, skb, reason) => devDropSkb(cpu, devs[ifindex] as NetDevice, skb, reason, true),
-  };
-}
-
-/** Send a frame (Ethernet header in place) on `dev`; a VLAN child tags it and sends on its parent. */
-function l2Xmit(cpu: SkbCpu, dev: NetDevice, skb: number): void {
-  const rc = l2DevXmit(cpu, dev, skb);
-  if (rc !== 0) devDropSkb(cpu, dev, skb, rc, true);
-}
-
 // ---- the forwarder ---------------------------------------------------------------------------
 
 interface PhysDev {
@@ -556,11 +496,11 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
   }
   for (const r of config.routes) routerAddRoute(router, r.prefix.addr, r.prefix.len, r.via, ns.get(r.dev));
   routerSetAddresses(router);
-  const neigh = neighTableCreate({ accept: false });
-  neighTableSetOps(neigh, cpu, forwardNeighOps(router));
+  // Next hops are resolved by ARP; configured neighbours are permanent entries.
+  router.arpResolve = true;
+  const neigh = router.neigh;
   for (const n of config.neighbours) neighAddPermanent(neigh, ns.get(n.dev).ifindex, n.address, parseMac(n.mac));
-  const f: Forwarder = { config, mem, cpu, ns, sd, router, ct, neigh, arpStats: arpStatsCreate(), phys, l3, rxSteer: null };
-  router.neighOutput = (c, odev, skb, nexthop) => forwardNeighOutput(f, c, odev, skb, nexthop);
+  const f: Forwarder = { config, mem, cpu, ns, sd, router, ct, neigh, arpStats: router.arpStats, phys, l3, rxSteer: null };
   const handler = (c: SkbCpu, d: NetDevice, skb: number): void => forwardRx(f, c, d, skb);
   for (const d of l3) d.rxHandler = handler;
   return f;

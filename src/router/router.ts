@@ -13,10 +13,11 @@
  * PRE_ROUTING (de-masquerade replies), route lookup, TTL (ICMP time
  * exceeded), NAT POST_ROUTING (masquerade flows leaving by out0), conntrack
  * confirm, then output: GSO or IPv4 fragmentation down to the egress MTU
- * (ICMP frag-needed for DF), Ethernet header from the static neighbour
- * table (or, for next hops not in it, the `neighOutput` hook: `skb forward`
- * resolves them by ARP and queues packets while it asks), 802.1Q tag on the
- * way into the inside VLAN, `devQueueXmit`.
+ * (ICMP frag-needed for DF), Ethernet header from the router's neighbour
+ * table (static neighbours are PERMANENT entries; with `arpResolve`, as in
+ * `skb forward`, other next hops are resolved by ARP with their packets
+ * queued meanwhile), 802.1Q tag on the way into the inside VLAN,
+ * `devQueueXmit`.
  *
  * Every drop is counted on the device that saw it, by reason.
  *
@@ -69,7 +70,24 @@ import {
   ICMP_EXC_TTL,
   IPPROTO_ICMP,
   IP_DF,
+  ipv4ToString,
 } from "../net/proto.js";
+import {
+  __neighEventSend,
+  arpRequest,
+  arpStatsCreate,
+  NEIGH_SEND_FULL,
+  NEIGH_SEND_SOLICIT,
+  NEIGH_SEND_VALID,
+  neighAddPermanent,
+  neighLookup,
+  neighMacOffset,
+  type NeighParms,
+  neighResolve,
+  type NeighTable,
+  neighTableCreate,
+  neighTableSetOps,
+} from "../net/arp.js";
 import { type GroList, groFlush, napiGroReceive } from "../core/gro.js";
 import { netGsoOk, skbGsoSegment, skbGsoValidateNetworkLen, skbIsGso } from "../core/gso.js";
 import {
@@ -98,13 +116,6 @@ export const RT_FRAG_EXTRA = 4;
 export const RT_STAT_MAX = 5;
 export const RT_STAT_NAMES = ["forwarded", "local", "icmpSent", "gsoExtra", "fragExtra"] as const;
 
-/**
- * `neigh_output` for a next hop absent from the static map: takes `skb`
- * (network header = data, checksum done, `dev` = `odev`) and sends it with
- * {@link routerNeighXmit}, queues it or drops it, counting on `odev`.
- */
-export type RouterNeighOutputFn = (cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number) => void;
-
 /** The router's state on one CPU. Created once by the scenario; fields fixed. */
 export class Router {
   readonly cpu: SkbCpu;
@@ -116,10 +127,21 @@ export class Router {
   readonly ipStats: Float64Array;
   readonly icmpStats: Float64Array;
   readonly stats = new Float64Array(RT_STAT_MAX);
-  /** Static neighbour table: next hop address (signed int32) -> MAC. */
-  readonly neigh = new Map<number, Uint8Array>();
-  /** Next hops not in `neigh` (ARP resolution); null: they are dropped as NEIGH_FAILED. */
-  neighOutput: RouterNeighOutputFn | null = null;
+  /**
+   * The neighbour table (`arp_tbl`): static neighbours are PERMANENT
+   * entries; with {@link Router.arpResolve} the others are resolved by ARP,
+   * their packets queued on the entry meanwhile. Its queue ops are this
+   * router's output, error report and drop.
+   */
+  readonly neigh: NeighTable;
+  /** ARP counters (ARP_STAT_*): the requests this router sends, and whoever runs arpRcv for it. */
+  readonly arpStats: Float64Array;
+  /**
+   * Resolve next hops missing from `neigh` by ARP (`skb forward`). false:
+   * packets to them are dropped as NEIGH_FAILED (the in-process test bed,
+   * whose hosts do not speak ARP, has every neighbour static).
+   */
+  arpResolve = false;
   /** The router's own addresses as signed int32 (refreshed by routerSetAddresses). */
   localAddrs = new Int32Array(0);
   /** The outside device (packets arriving there may not create flows). */
@@ -131,7 +153,7 @@ export class Router {
   /** jiffies of the last timer run. */
   lastTimers = 0;
 
-  constructor(cpu: SkbCpu, ns: NetNamespace, sd: Softnet, ct: Conntrack, nat: NfNat) {
+  constructor(cpu: SkbCpu, ns: NetNamespace, sd: Softnet, ct: Conntrack, nat: NfNat, neighParms: NeighParms = {}) {
     this.cpu = cpu;
     this.sd = sd;
     this.ns = ns;
@@ -141,6 +163,14 @@ export class Router {
     this.ipStats = ipStatsCreate();
     this.fq = ipFragCreate({ clock: () => sd.jiffies, stats: this.ipStats });
     this.icmpStats = icmpStatsCreate();
+    this.neigh = neighTableCreate({ accept: false, ...neighParms });
+    this.arpStats = arpStatsCreate();
+    const devs = ns.devices;
+    neighTableSetOps(this.neigh, cpu, {
+      output: (c, t, i, skb) => routerNeighXmit(this, c, devs[t.ifindex[i] as number] as NetDevice, skb, t.mac, neighMacOffset(i)),
+      errorReport: (c, ifindex, skb) => routerNeighErrorReport(this, c, devs[ifindex] as NetDevice, skb),
+      drop: (c, ifindex, skb, reason) => devDropSkb(c, devs[ifindex] as NetDevice, skb, reason, true),
+    });
   }
 }
 
@@ -149,9 +179,23 @@ export function routerSetAddresses(r: Router): void {
   r.localAddrs = Int32Array.from(r.ns.list().filter((d) => d.ipAddr !== 0).map((d) => d.ipAddr | 0));
 }
 
-/** Add a static neighbour (cold). */
+/**
+ * Add a static neighbour (`ip neigh add ... nud permanent`) on the device
+ * the route to `addr` leaves by (cold; add the routes first). Throws when
+ * no route leads there or the table is full.
+ */
 export function routerAddNeighbour(r: Router, addr: number, mac: Uint8Array): void {
-  r.neigh.set(addr | 0, mac);
+  const rt = fibTableLookup(r.fib, addr | 0);
+  if (rt < 0) throw new Error(`routerAddNeighbour: no route to ${ipv4ToString(addr >>> 0)}`);
+  if (neighAddPermanent(r.neigh, fibRouteOif(r.fib, rt), addr, mac) < 0) {
+    throw new Error(`routerAddNeighbour: the neighbour table is full (${r.neigh.max} entries) adding ${ipv4ToString(addr >>> 0)}`);
+  }
+}
+
+/** Is there an entry for `addr` on the device the route to it leaves by (cold)? */
+export function routerHasNeighbour(r: Router, addr: number): boolean {
+  const rt = fibTableLookup(r.fib, addr | 0);
+  return rt >= 0 && neighLookup(r.neigh, fibRouteOif(r.fib, rt), addr) >= 0;
 }
 
 /** Add a route (cold). */
@@ -422,14 +466,31 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
       return;
     }
   }
-  const mac = r.neigh.get(nexthop | 0);
-  if (mac !== undefined) {
-    routerNeighXmit(r, cpu, odev, skb, mac, 0);
-    return;
-  }
-  const out = r.neighOutput;
-  if (out !== null) out(cpu, odev, skb, nexthop | 0);
+  const t = r.neigh;
+  const i = neighResolve(t, odev.ifindex, nexthop, r.sd.jiffies);
+  if (i >= 0) routerNeighXmit(r, cpu, odev, skb, t.mac, neighMacOffset(i));
+  else if (r.arpResolve) neighResolveOutput(r, cpu, odev, skb, nexthop | 0);
   else drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
+}
+
+/**
+ * `neigh_resolve_output` for a next hop without a usable entry: queue `skb`
+ * on its (new or INCOMPLETE) entry and send an ARP request from `odev`'s
+ * address when resolution starts; a full table drops it (NEIGH_CREATEFAIL).
+ */
+function neighResolveOutput(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop: number): void {
+  const t = r.neigh;
+  const rc = __neighEventSend(t, odev.ifindex, nexthop, skb, r.sd.jiffies);
+  if (rc === NEIGH_SEND_SOLICIT) {
+    // arp_solicit (the request is ours: counted in the accounting's generated).
+    const req = arpRequest(cpu, odev, nexthop, r.arpStats);
+    if (req !== 0) l2Xmit(cpu, odev, req);
+  } else if (rc === NEIGH_SEND_FULL) {
+    devDropSkb(cpu, odev, skb, SKB_DROP_REASON.NEIGH_CREATEFAIL, true);
+  } else if (rc === NEIGH_SEND_VALID) {
+    // Became usable meanwhile: the skb was not taken.
+    routerNeighXmit(r, cpu, odev, skb, t.mac, neighMacOffset(neighResolve(t, odev.ifindex, nexthop, r.sd.jiffies)));
+  }
 }
 
 /**
@@ -440,6 +501,12 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
 export function routerNeighXmit(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, mac: Uint8Array, macOff: number): void {
   const rc = ethHeaderPush(cpu, skb, odev.mac, 0, mac, macOff, ETH_P_IP) !== 0 ? SKB_DROP_REASON.NOMEM : l2DevXmit(cpu, odev, skb);
   if (rc !== 0) drop(r, cpu, odev, skb, rc);
+}
+
+/** Send a frame whose Ethernet header is in place on `dev` (a VLAN child tags it); a failure is a TX drop on `dev`. */
+export function l2Xmit(cpu: SkbCpu, dev: NetDevice, skb: number): void {
+  const rc = l2DevXmit(cpu, dev, skb);
+  if (rc !== 0) devDropSkb(cpu, dev, skb, rc, true);
 }
 
 /**

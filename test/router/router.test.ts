@@ -32,7 +32,8 @@ import {
   IPSTATS_MIB_FRAGOKS,
   IPSTATS_MIB_REASMOKS,
 } from "../../src/net/ipv4.js";
-import { RT_FRAG_EXTRA, RT_GSO_EXTRA, RT_ICMP_SENT } from "../../src/router/router.js";
+import { NUD_PERMANENT, neighDump } from "../../src/net/arp.js";
+import { RT_FRAG_EXTRA, RT_GSO_EXTRA, RT_ICMP_SENT, routerAddNeighbour, routerHasNeighbour } from "../../src/router/router.js";
 import {
   type Scenario,
   type ScenarioOptions,
@@ -377,6 +378,20 @@ describe("router end to end (pktgen → router → sink and back)", () => {
       destroyClean(s);
     });
   }
+
+  test("static neighbours are PERMANENT entries on the route's device; an unknown next hop is NEIGH_FAILED without arpResolve", () => {
+    const { s } = bed();
+    const r = s.router;
+    const server = neighDump(r.neigh).find((e) => e.addr >>> 0 === ip("198.51.100.10"));
+    assert.ok(server !== undefined, JSON.stringify(neighDump(r.neigh)));
+    assert.equal(server.state, NUD_PERMANENT);
+    assert.equal(server.ifindex, s.out0.ifindex, "on the device the route to it leaves by");
+    assert.equal(routerHasNeighbour(r, ip("198.51.100.10")), true);
+    assert.equal(routerHasNeighbour(r, ip("198.51.100.77")), false);
+    assert.throws(() => routerAddNeighbour(r, ip("192.0.2.1"), s.srv0.mac), /routerAddNeighbour: no route to 192\.0\.2\.1/);
+    assert.equal(r.arpResolve, false);
+    destroyClean(s);
+  });
 
   test("GRO off: TCP 1518 is forwarded segment by segment, no GSO", () => {
     const { s } = bed({ gro: false, traffic: { proto: "tcp", size: 1518, flows: 4, insideHosts: 4, vlan: 10 } });
