@@ -63,11 +63,15 @@ export interface ForwardChild {
  * Start `skb forward CFG ...extra` with `env` added to this process's
  * environment. SKBUFF_FORWARD_NODE_ARGS (space-separated) adds Node options
  * to the child, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the
- * router under a benchmark (NODE_OPTIONS refuses --cpu-prof).
+ * router under a benchmark (NODE_OPTIONS refuses --cpu-prof). `netns`: run
+ * it inside that network namespace.
  */
-export function startForward(cfg: string, extra: string[] = [], env: Record<string, string> = {}): ForwardChild {
+export function startForward(cfg: string, extra: string[] = [], env: Record<string, string> = {}, netns?: string): ForwardChild {
   const nodeArgs = (process.env.SKBUFF_FORWARD_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-  const child = spawn(process.execPath, [...nodeArgs, SKB_BIN, "forward", cfg, ...extra], {
+  const argv = [...nodeArgs, SKB_BIN, "forward", cfg, ...extra];
+  // In a network namespace: `ip netns exec NS node ...` (signals reach node: ip execs it).
+  const [cmd, args] = netns === undefined ? [process.execPath, argv] : ["ip", ["netns", "exec", netns, process.execPath, ...argv]];
+  const child = spawn(cmd, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });
