@@ -4,18 +4,20 @@
 //                                | optional IFF_VNET_HDR / IFF_MULTI_QUEUE), O_NONBLOCK
 //   setOffload(fd, flags, name)  TUNSETOFFLOAD (TUN_F_*): what the kernel may hand us
 //   setVnetHdrSize(fd, n, name)  TUNSETVNETHDRSZ (10 or 12)
-//   readBurst(...)               up to `max` frames read straight into the arena
-//   writeBurst(...)              frames written straight from the arena (writev)
+//   TapIo(arena, tables...)      bursts: up to `max` frames read straight into
+//                                the arena (readv), frames written straight from
+//                                it (writev); tables bound once, calls pass numbers
 //   close(fd)
 //   TapPoll(fd, cb)              a uv_poll_t: cb() when the fd becomes readable
 //
 // The arena is a SharedArrayBuffer. Node 20's Node-API has no accessor for a
 // SharedArrayBuffer itself, but a typed array over one hands out its data
-// pointer: every call takes the arena as a Uint8Array over the whole buffer
+// pointer: TapIo takes the arena as a Uint8Array over the whole buffer
 // (the `u8` view the TypeScript side already has). Offsets, capacities and
-// lengths travel in caller-owned Uint32Arrays, so a burst allocates nothing
-// on either side. Every iovec is bounds-checked against the arena: a bad
-// offset is a thrown RangeError, never a write outside the buffer.
+// lengths travel in caller-owned Uint32Arrays bound to TapIo once, so a burst
+// allocates nothing on either side and passes only numbers. Every iovec is
+// bounds-checked against the arena: a bad offset is a thrown RangeError,
+// never a write outside the buffer.
 //
 // Errors name the device and the errno, e.g.
 //   "tap skbt1: TUNSETIFF: Operation not permitted (need root or CAP_NET_ADMIN)".
@@ -105,8 +107,9 @@ bool GetInt(const Napi::CallbackInfo& info, size_t i, const char* op, const char
   double d = info[i].As<Napi::Number>().DoubleValue();
   int64_t v = static_cast<int64_t>(d);
   if (static_cast<double>(v) != d || v < lo || v > hi) {
-    ThrowRange(env, std::string(op) + ": " + what + " " + std::to_string(d) + " out of range " + std::to_string(lo) + ".." +
-                        std::to_string(hi));
+    char num[32];
+    snprintf(num, sizeof num, "%.17g", d);
+    ThrowRange(env, std::string(op) + ": " + what + " " + num + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
     return false;
   }
   *out = v;
@@ -235,41 +238,26 @@ Napi::Value SetVnetHdrSize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// readBurst(fd, arena, offsets, caps, lens, max, segs, status?) -> frames read
-//
 // Frame i is read with one readv over the iovecs [i*segs, i*segs + segs)
 // (offsets into the arena and their capacities; a capacity of 0 ends the
 // list early). lens[i] receives what the read returned, which is
 // min(frame, buffers): lens[i] == sum(caps) means the frame may have been
 // cut (keep one spare byte to tell). Stops at max frames, at EAGAIN
-// (status[0] = 0) or at another error (status[0] = errno). Never throws for
-// I/O errors; throws for bad arguments.
-Napi::Value ReadBurst(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* op = "readBurst";
-  int64_t fd = 0, max = 0, segs = 0;
-  uint8_t* base = nullptr;
-  size_t alen = 0;
-  uint32_t *offs = nullptr, *caps = nullptr, *lens = nullptr;
-  int32_t* status = nullptr;
-  if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
-  if (!GetArena(info, 1, op, &base, &alen)) return env.Undefined();
-  if (!GetInt(info, 5, op, "max", 0, kMaxBurst, &max)) return env.Undefined();
-  if (!GetInt(info, 6, op, "segs", 1, kMaxReadSegs, &segs)) return env.Undefined();
+// (*stop = 0) or at another error (*stop = errno). Every iovec is checked
+// against the arena first (all or nothing): returns -1 and names the bad one
+// in *bad.
+int64_t ReadFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, const uint32_t* caps, uint32_t* lens, int64_t max,
+                   int64_t segs, int32_t* stop, std::string* bad) {
   const size_t nio = static_cast<size_t>(max * segs);
-  if (!GetU32s(info, 2, op, "offsets", nio, &offs)) return env.Undefined();
-  if (!GetU32s(info, 3, op, "caps", nio, &caps)) return env.Undefined();
-  if (!GetU32s(info, 4, op, "lens", static_cast<size_t>(max), &lens)) return env.Undefined();
-  if (!GetStatus(info, 7, op, &status)) return env.Undefined();
-  // Validate every iovec before the first read: all or nothing.
   for (size_t k = 0; k < nio; k++) {
     if (static_cast<uint64_t>(offs[k]) + caps[k] > alen) {
-      return ThrowRange(env, std::string(op) + ": iovec " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" +
-                                 std::to_string(caps[k]) + ") is outside the arena (" + std::to_string(alen) + " bytes)");
+      *bad = "iovec " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" + std::to_string(caps[k]) + ") is outside the arena (" +
+             std::to_string(alen) + " bytes)";
+      return -1;
     }
   }
   struct iovec iov[kMaxReadSegs];
-  int32_t stop = 0;
+  *stop = 0;
   int64_t n = 0;
   while (n < max) {
     const uint32_t* o = offs + n * segs;
@@ -280,82 +268,153 @@ Napi::Value ReadBurst(const Napi::CallbackInfo& info) {
       iov[cnt].iov_len = c[k];
       cnt++;
     }
-    if (cnt == 0) return ThrowRange(env, std::string(op) + ": frame " + std::to_string(n) + " has no buffer (caps are 0)");
-    ssize_t r = readv(static_cast<int>(fd), iov, cnt);
+    if (cnt == 0) {
+      *bad = "frame " + std::to_string(n) + " has no buffer (caps are 0)";
+      return -1;
+    }
+    ssize_t r = readv(fd, iov, cnt);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) stop = errno;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *stop = errno;
       break;
     }
     lens[n] = static_cast<uint32_t>(r);
     n++;
   }
-  if (status != nullptr) status[0] = stop;
-  return Napi::Number::New(env, static_cast<double>(n));
+  return n;
 }
 
-// writeBurst(fd, arena, offsets, lens, n, counts | null, status?) -> frames written
-//
-// Without counts, frame i is the one piece (offsets[i], lens[i]). With
-// counts, frame i is the next counts[i] pieces (a gather: vnet header,
-// linear part, page frags ...), written with one writev. The kernel takes a
-// TAP frame whole or not at all. Stops at the first frame it refuses and
-// reports that frame's errno in status[0] (EAGAIN included; 0 when all n were
-// written). Throws only for bad arguments.
-Napi::Value WriteBurst(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* op = "writeBurst";
-  int64_t fd = 0, n = 0;
-  uint8_t* base = nullptr;
-  size_t alen = 0;
-  uint32_t *offs = nullptr, *lens = nullptr, *counts = nullptr;
-  int32_t* status = nullptr;
-  if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
-  if (!GetArena(info, 1, op, &base, &alen)) return env.Undefined();
-  if (!GetInt(info, 4, op, "n", 0, kMaxBurst, &n)) return env.Undefined();
-  size_t pieces = static_cast<size_t>(n);
-  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
-    if (!GetU32s(info, 5, op, "counts", static_cast<size_t>(n), &counts)) return env.Undefined();
-    pieces = 0;
-    for (int64_t i = 0; i < n; i++) {
-      if (counts[i] == 0 || counts[i] > kMaxIov) {
-        return ThrowRange(env, std::string(op) + ": frame " + std::to_string(i) + " has " + std::to_string(counts[i]) +
-                                   " pieces (1.." + std::to_string(kMaxIov) + ")");
-      }
-      pieces += counts[i];
+// Frame i is the next counts[i] pieces (offsets[], lens[]: a gather of vnet
+// header, linear part, page frags ...), written with one writev; the kernel
+// takes a TAP frame whole or not at all. Stops at the first frame it
+// refuses, with that frame's errno in *stop (EAGAIN included; 0 when all n
+// were written). Every piece is checked against the arena first: returns -1
+// and names the bad one in *bad.
+int64_t WriteFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, const uint32_t* lens, const uint32_t* counts, int64_t n,
+                    size_t avail, int32_t* stop, std::string* bad) {
+  size_t pieces = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (counts[i] == 0 || counts[i] > kMaxIov) {
+      *bad = "frame " + std::to_string(i) + " has " + std::to_string(counts[i]) + " pieces (1.." + std::to_string(kMaxIov) + ")";
+      return -1;
     }
+    pieces += counts[i];
   }
-  if (!GetU32s(info, 2, op, "offsets", pieces, &offs)) return env.Undefined();
-  if (!GetU32s(info, 3, op, "lens", pieces, &lens)) return env.Undefined();
-  if (!GetStatus(info, 6, op, &status)) return env.Undefined();
+  if (pieces > avail) {
+    *bad = "the frames need " + std::to_string(pieces) + " pieces, " + std::to_string(avail) + " are bound";
+    return -1;
+  }
   for (size_t k = 0; k < pieces; k++) {
     if (static_cast<uint64_t>(offs[k]) + lens[k] > alen) {
-      return ThrowRange(env, std::string(op) + ": piece " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" +
-                                 std::to_string(lens[k]) + ") is outside the arena (" + std::to_string(alen) + " bytes)");
+      *bad = "piece " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" + std::to_string(lens[k]) + ") is outside the arena (" +
+             std::to_string(alen) + " bytes)";
+      return -1;
     }
   }
   static thread_local struct iovec iov[kMaxIov];
-  int32_t stop = 0;
+  *stop = 0;
   int64_t i = 0;
   size_t at = 0;
   while (i < n) {
-    const uint32_t cnt = counts != nullptr ? counts[i] : 1;
+    const uint32_t cnt = counts[i];
     for (uint32_t k = 0; k < cnt; k++) {
       iov[k].iov_base = base + offs[at + k];
       iov[k].iov_len = lens[at + k];
     }
-    ssize_t r = writev(static_cast<int>(fd), iov, static_cast<int>(cnt));
+    ssize_t r = writev(fd, iov, static_cast<int>(cnt));
     if (r < 0) {
       if (errno == EINTR) continue;
-      stop = errno;
+      *stop = errno;
       break;
     }
     at += cnt;
     i++;
   }
-  if (status != nullptr) status[0] = stop;
-  return Napi::Number::New(env, static_cast<double>(i));
+  return i;
 }
+
+// TapIo: the arena and one queue's burst tables, bound once, so that a
+// burst call passes only numbers (unwrapping typed arrays on every call
+// cost several % of a router's CPU).
+//
+//   const io = new TapIo(arena, rxOffsets, rxCaps, rxLens, txOffsets, txLens, txCounts, status);
+//   io.read(fd, max, segs)            -> frames read (see ReadFrames); status[0] = errno or 0
+//   io.write(fd, n, piece0, frame0)   -> frames written: frames frame0.. of txCounts, pieces from piece0
+//
+// The object keeps references to every array (they stay alive while it
+// does); the arena's SharedArrayBuffer never moves. Bad arguments throw.
+class TapIo : public Napi::ObjectWrap<TapIo> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "TapIo", {InstanceMethod<&TapIo::Read>("read"), InstanceMethod<&TapIo::Write>("write")});
+  }
+
+  explicit TapIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapIo>(info) {
+    const char* op = "TapIo";
+    if (!GetArena(info, 0, op, &base_, &alen_)) return;
+    if (!Bind(info, 1, "rxOffsets", &rxOffs_, &rxOffsN_) || !Bind(info, 2, "rxCaps", &rxCaps_, &rxCapsN_) ||
+        !Bind(info, 3, "rxLens", &rxLens_, &rxLensN_) || !Bind(info, 4, "txOffsets", &txOffs_, &txOffsN_) ||
+        !Bind(info, 5, "txLens", &txLens_, &txLensN_) || !Bind(info, 6, "txCounts", &txCounts_, &txCountsN_)) {
+      return;
+    }
+    if (!GetStatus(info, 7, op, &status_) || status_ == nullptr) {
+      if (!info.Env().IsExceptionPending()) ThrowType(info.Env(), "TapIo: status must be an Int32Array of length >= 1");
+      return;
+    }
+    for (size_t i = 0; i < 8; i++) refs_[i] = Napi::Persistent(info[i].As<Napi::Object>());
+  }
+
+ private:
+  bool Bind(const Napi::CallbackInfo& info, size_t i, const char* what, uint32_t** p, size_t* n) {
+    if (!GetU32s(info, i, "TapIo", what, 0, p)) return false;
+    *n = info[i].As<Napi::Uint32Array>().ElementLength();
+    return true;
+  }
+
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* op = "TapIo.read";
+    int64_t fd = 0, max = 0, segs = 0;
+    if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+    if (!GetInt(info, 1, op, "max", 0, kMaxBurst, &max)) return env.Undefined();
+    if (!GetInt(info, 2, op, "segs", 1, kMaxReadSegs, &segs)) return env.Undefined();
+    const size_t nio = static_cast<size_t>(max * segs);
+    if (nio > rxOffsN_ || nio > rxCapsN_ || static_cast<size_t>(max) > rxLensN_) {
+      return ThrowRange(env, std::string(op) + ": " + std::to_string(max) + " frames of " + std::to_string(segs) +
+                                 " iovecs do not fit the bound tables (" + std::to_string(rxOffsN_) + " iovecs, " + std::to_string(rxLensN_) + " lens)");
+    }
+    std::string bad;
+    const int64_t n = ReadFrames(static_cast<int>(fd), base_, alen_, rxOffs_, rxCaps_, rxLens_, max, segs, status_, &bad);
+    if (n < 0) return ThrowRange(env, std::string(op) + ": " + bad);
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* op = "TapIo.write";
+    int64_t fd = 0, n = 0, piece0 = 0, frame0 = 0;
+    if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+    if (!GetInt(info, 1, op, "n", 0, kMaxBurst, &n)) return env.Undefined();
+    if (!GetInt(info, 2, op, "piece0", 0, 0x7fffffff, &piece0)) return env.Undefined();
+    if (!GetInt(info, 3, op, "frame0", 0, 0x7fffffff, &frame0)) return env.Undefined();
+    if (static_cast<size_t>(frame0 + n) > txCountsN_ || static_cast<size_t>(piece0) > txOffsN_ || txLensN_ < txOffsN_) {
+      return ThrowRange(env, std::string(op) + ": frames " + std::to_string(frame0) + "+" + std::to_string(n) + " / piece " +
+                                 std::to_string(piece0) + " are outside the bound tables");
+    }
+    std::string bad;
+    const int64_t w = WriteFrames(static_cast<int>(fd), base_, alen_, txOffs_ + piece0, txLens_ + piece0, txCounts_ + frame0, n,
+                                  txOffsN_ - static_cast<size_t>(piece0), status_, &bad);
+    if (w < 0) return ThrowRange(env, std::string(op) + ": " + bad);
+    return Napi::Number::New(env, static_cast<double>(w));
+  }
+
+  uint8_t* base_ = nullptr;
+  size_t alen_ = 0;
+  uint32_t *rxOffs_ = nullptr, *rxCaps_ = nullptr, *rxLens_ = nullptr, *txOffs_ = nullptr, *txLens_ = nullptr, *txCounts_ = nullptr;
+  size_t rxOffsN_ = 0, rxCapsN_ = 0, rxLensN_ = 0, txOffsN_ = 0, txLensN_ = 0, txCountsN_ = 0;
+  int32_t* status_ = nullptr;
+  Napi::ObjectReference refs_[8];
+};
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -485,8 +544,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New<Open>(env, "open"));
   exports.Set("setOffload", Napi::Function::New<SetOffload>(env, "setOffload"));
   exports.Set("setVnetHdrSize", Napi::Function::New<SetVnetHdrSize>(env, "setVnetHdrSize"));
-  exports.Set("readBurst", Napi::Function::New<ReadBurst>(env, "readBurst"));
-  exports.Set("writeBurst", Napi::Function::New<WriteBurst>(env, "writeBurst"));
+  exports.Set("TapIo", TapIo::Init(env));
   exports.Set("close", Napi::Function::New<Close>(env, "close"));
   exports.Set("strerror", Napi::Function::New<StrError>(env, "strerror"));
   exports.Set("TapPoll", TapPoll::Init(env));

@@ -129,7 +129,7 @@ import {
   type Softnet,
 } from "../core/napi.js";
 import { raiseNetRxSoftirq } from "../core/loop.js";
-import { type TapAddon, tapAddon, type TapPollHandle } from "../native/tap-addon.js";
+import { type TapAddon, tapAddon, type TapIoHandle, type TapPollHandle } from "../native/tap-addon.js";
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_LEN,
@@ -299,6 +299,8 @@ export class TapQueue {
   readonly iovCap: Uint32Array;
   /** Lengths the kernel reported per slot. */
   readonly lens: Uint32Array;
+  /** Burst I/O with this queue's RX tables and the device's TX tables bound (set by tapCreate). */
+  io: TapIoHandle | null = null;
 
   /** Use {@link tapCreate}. */
   constructor(index: number, fd: number, napi: NapiStruct, slots: number, segs: number, hdrLen: number) {
@@ -501,7 +503,7 @@ function tapPoll(cpu: SkbCpu, napi: NapiStruct, budget: number): number {
       break;
     }
     p.stats[TAP_READ_BURSTS]++;
-    const n = p.addon.readBurst(q.fd, cpu.u8, q.iovOff, q.iovCap, q.lens, posted, p.segs, p.status);
+    const n = (q.io as TapIoHandle).read(q.fd, posted, p.segs);
     for (let i = 0; i < n; i++) tapRxFrame(cpu, p, q, napi, i);
     done += n;
     const err = p.status[0] as number;
@@ -575,10 +577,11 @@ function txRefused(p: TapPriv, err: number): void {
   else p.stats[TAP_TX_ERRORS]++;
 }
 
-function queueFd(cpu: SkbCpu, p: TapPriv, skb: number): number {
+/** The TX queue of `skb` (its queue_mapping, modulo the queues). */
+function txQueue(cpu: SkbCpu, p: TapPriv, skb: number): TapQueue {
   const nq = p.queues.length;
-  if (nq === 1) return (p.queues[0] as TapQueue).fd;
-  return (p.queues[(cpu.u16[(skb + SKB_QUEUE_MAPPING) >>> 1] as number) % nq] as TapQueue).fd;
+  if (nq === 1) return p.queues[0] as TapQueue;
+  return p.queues[(cpu.u16[(skb + SKB_QUEUE_MAPPING) >>> 1] as number) % nq] as TapQueue;
 }
 
 /**
@@ -589,7 +592,7 @@ function queueFd(cpu: SkbCpu, p: TapPriv, skb: number): number {
  * packet); a segment the kernel refuses is freed here as a TX_ERROR drop
  * (TX_ERRORS).
  */
-function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, fd: number): number {
+function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, q: TapQueue): number {
   // skbGsoSegment works from skb->protocol and the network header: take them
   // from the frame itself (a bridged frame never went through eth_type_trans).
   const u8 = cpu.u8;
@@ -648,11 +651,7 @@ function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, fd: number): num
     let j = 0;
     let piece = 0;
     while (j < nf) {
-      const w =
-        j === 0
-          ? p.addon.writeBurst(fd, cpu.u8, p.txOff, p.txLen, nf, p.txCounts, p.status)
-          : // Cold: only after a refused frame (subarray allocates a view).
-            p.addon.writeBurst(fd, cpu.u8, p.txOff.subarray(piece), p.txLen.subarray(piece), nf - j, p.txCounts.subarray(j), p.status);
+      const w = (q.io as TapIoHandle).write(q.fd, nf - j, piece, j);
       for (let k = 0; k < w; k++) {
         p.stats[TAP_TX_FRAMES]++;
         p.stats[TAP_TX_BYTES] += (u32[((p.txSegs[j] as number) + SKB_LEN) >>> 2] as number) + hl;
@@ -698,12 +697,12 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
     p.stats[TAP_TX_PREP_FAIL]++;
     return NETDEV_TX_BUSY;
   }
-  const fd = queueFd(cpu, p, skb);
+  const q = txQueue(cpu, p, skb);
   const sh = (u32[(skb + SKB_HEAD) >>> 2] as number) + (u32[(skb + SKB_END) >>> 2] as number);
   const gso = (cpu.u16[(sh + SHINFO_GSO_SIZE) >>> 1] as number) !== 0;
   let at = 0;
   if (p.hdrLen === 0) {
-    if (gso) return tapXmitSegmented(cpu, p, skb, fd);
+    if (gso) return tapXmitSegmented(cpu, p, skb, q);
     if ((u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL) {
       // Nobody downstream completes it: do it in software.
       p.stats[TAP_TX_CSUM_HELP]++;
@@ -715,7 +714,7 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
   } else {
     if (gso && (u8[skb + SKB_IP_SUMMED] as number) !== CHECKSUM_PARTIAL && !virtioNetGsoSetPartial(cpu, skb)) {
       // Cannot leave the checksums to the kernel: segment in software, full checksums.
-      return tapXmitSegmented(cpu, p, skb, fd);
+      return tapXmitSegmented(cpu, p, skb, q);
     }
     if (virtioNetHdrFromSkb(cpu, skb, p.txHdr, p.hdrLen) !== 0) {
       // A checksum start outside the frame, or a GSO type virtio cannot say.
@@ -735,7 +734,7 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
     return NETDEV_TX_BUSY;
   }
   p.txCounts[0] = end;
-  if (p.addon.writeBurst(fd, u8, p.txOff, p.txLen, 1, p.txCounts, p.status) !== 1) {
+  if ((q.io as TapIoHandle).write(q.fd, 1, 0, 0) !== 1) {
     txRefused(p, p.status[0] as number);
     return NETDEV_TX_BUSY;
   }
@@ -838,6 +837,7 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
     NETIF_F_SG | (vnet ? NETIF_F_HW_CSUM | NETIF_F_TSO | NETIF_F_TSO_ECN | ((offload & TUN_F_USO4) !== 0 ? NETIF_F_GSO_UDP_L4 : 0) : 0);
   for (let i = 0; i < nq; i++) {
     const q = new TapQueue(i, fds[i] as number, netifNapiAdd(sd, dev, tapPoll, weight), slots, segs, hdrLen);
+    q.io = new addon.TapIo(sd.cpu.u8, q.iovOff, q.iovCap, q.lens, p.txOff, p.txLen, p.txCounts, p.status);
     p.queues.push(q);
   }
   try {

@@ -72,29 +72,20 @@ export interface TapAddon {
   /** TUNSETVNETHDRSZ (10 or 12) and TUNSETVNETLE. */
   setVnetHdrSize(fd: number, size: number, name: string): void;
   /**
-   * Read up to `max` frames into the arena: frame i with one readv over
-   * iovecs `[i*segs, i*segs+segs)` of `offsets`/`caps` (a cap of 0 ends the
-   * list). `lens[i]` gets what the read returned, min(frame, buffers): a
-   * read that fills the buffers may have been cut. Returns the frame count; 0 when nothing is
-   * waiting. `status[0]` = 0, or the errno that stopped the burst.
+   * Burst I/O for one queue, its tables bound once (see {@link TapIoHandle}):
+   * `new TapIo(arena, rxOffsets, rxCaps, rxLens, txOffsets, txLens, txCounts, status)`.
+   * Throws a TypeError for a wrong argument type.
    */
-  readBurst(
-    fd: number,
+  TapIo: new (
     arena: Uint8Array,
-    offsets: Uint32Array,
-    caps: Uint32Array,
-    lens: Uint32Array,
-    max: number,
-    segs: number,
+    rxOffsets: Uint32Array,
+    rxCaps: Uint32Array,
+    rxLens: Uint32Array,
+    txOffsets: Uint32Array,
+    txLens: Uint32Array,
+    txCounts: Uint32Array,
     status: Int32Array,
-  ): number;
-  /**
-   * Write `n` frames from the arena, one write(v) each: frame i is piece i,
-   * or with `counts` the next `counts[i]` pieces (a gather). Returns the
-   * frames written; stops at the first one the kernel refuses, whose errno
-   * goes to `status[0]` (0 when all were written).
-   */
-  writeBurst(fd: number, arena: Uint8Array, offsets: Uint32Array, lens: Uint32Array, n: number, counts: Uint32Array | null, status: Int32Array): number;
+  ) => TapIoHandle;
   /** close(2). */
   close(fd: number): void;
   /** strerror(3) (cold). */
@@ -102,6 +93,29 @@ export interface TapAddon {
   /** A readiness watch on `fd`; `cb(status)` runs on the event loop when it is readable (status < 0: a libuv error). */
   TapPoll: new (fd: number, cb: (status: number) => void) => TapPollHandle;
   constants: TapConstants;
+}
+
+/**
+ * One queue's burst I/O. Every iovec / piece is checked against the arena
+ * before any I/O (a bad one throws a RangeError naming it, nothing is read or
+ * written); `status[0]` gets 0 or the errno that stopped the burst.
+ */
+export interface TapIoHandle {
+  /**
+   * Read up to `max` frames into the arena: frame i with one readv over
+   * rx iovecs `[i*segs, i*segs+segs)` of rxOffsets/rxCaps (a cap of 0 ends
+   * the list). `rxLens[i]` gets what the read returned, min(frame, buffers):
+   * a read that fills the buffers may have been cut. Returns the frame
+   * count; 0 when nothing is waiting.
+   */
+  read(fd: number, max: number, segs: number): number;
+  /**
+   * Write `n` frames from the arena, one writev each: frame i (from
+   * `frame0` in txCounts) is the next `txCounts[i]` pieces of
+   * txOffsets/txLens (from `piece0`). Returns the frames written; stops at
+   * the first one the kernel refuses.
+   */
+  write(fd: number, n: number, piece0: number, frame0: number): number;
 }
 
 /** Where node-gyp leaves the addon, relative to this file (dist/src/native/). */
@@ -131,7 +145,12 @@ function load(): void {
   for (const rel of CANDIDATES) {
     const path = new URL(rel, import.meta.url).pathname;
     try {
-      addon = req(path) as TapAddon;
+      const a = req(path) as TapAddon;
+      if (typeof a.TapIo !== "function" || typeof a.TapPoll !== "function") {
+        errors.push(`${path} is from an older build (no TapIo)`);
+        continue;
+      }
+      addon = a;
       return;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;

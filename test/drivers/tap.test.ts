@@ -60,7 +60,7 @@ import {
   virtioNetHdrFromSkb,
   virtioNetHdrToSkb,
 } from "../../src/drivers/virtio-net-hdr.js";
-import { tapAddonStatus } from "../../src/native/tap-addon.js";
+import { tapAddon, tapAddonStatus } from "../../src/native/tap-addon.js";
 import { ethHeaderPush, ethTypeTrans } from "../../src/net/ethernet.js";
 import { icmpRcvEcho, icmpStatsCreate } from "../../src/net/icmp.js";
 import { ipRcvCore, ipStatsCreate } from "../../src/net/ipv4.js";
@@ -405,6 +405,42 @@ describe("tap: without privileges (virtio header, errors)", () => {
     assert.throws(() => tapCreate(ns, sd, { name: "x".repeat(16), recv() {} }), /tap 'x{16}': interface names are 1\.\.15 bytes/);
     assert.throws(() => tapCreate(ns, sd, { name: "skbt0", offload: TUN_F_CSUM, recv() {} }), /tapCreate\(skbt0\): offload needs vnetHdr/);
     assert.throws(() => tapCreate(ns, sd, { name: "skbt0", mtu: 40, recv() {} }), /tapCreate\(skbt0\): MTU 40 out of range/);
+  });
+
+  test("TapIo: wrong argument types throw TypeErrors; iovecs and pieces outside the arena or the tables throw RangeErrors before any I/O", { skip: addon.available ? false : `addon unavailable: ${(addon as { reason?: string }).reason}` }, () => {
+    const a = tapAddon();
+    const arena = new Uint8Array(new SharedArrayBuffer(4096));
+    const u32 = (n: number) => new Uint32Array(n);
+    const status = new Int32Array(1);
+    assert.throws(() => new a.TapIo(new Uint16Array(16) as unknown as Uint8Array, u32(4), u32(4), u32(2), u32(4), u32(4), u32(2), status), {
+      name: "TypeError",
+      message: /TapIo: the arena must be a Uint8Array/,
+    });
+    assert.throws(() => new a.TapIo(arena, new Int32Array(4) as unknown as Uint32Array, u32(4), u32(2), u32(4), u32(4), u32(2), status), {
+      name: "TypeError",
+      message: /TapIo: rxOffsets must be a Uint32Array/,
+    });
+    assert.throws(() => new a.TapIo(arena, u32(4), u32(4), u32(2), u32(4), u32(4), u32(2), new Int32Array(0)), /status must be an Int32Array/);
+    const rxOff = u32(4);
+    const rxCap = u32(4).fill(100);
+    const txOff = u32(4);
+    const txLen = u32(4);
+    const counts = u32(2);
+    const io = new a.TapIo(arena, rxOff, rxCap, u32(2), txOff, txLen, counts, status);
+    // fd 0 is never touched: validation comes first.
+    rxOff[1] = 4090;
+    assert.throws(() => io.read(0, 2, 2), /TapIo\.read: iovec 1 \[4090, \+100\) is outside the arena \(4096 bytes\)/);
+    assert.throws(() => io.read(0, 3, 2), /do not fit the bound tables/);
+    assert.throws(() => io.read(0, 1, 0), /segs 0 out of range/);
+    counts[0] = 0;
+    assert.throws(() => io.write(0, 1, 0, 0), /TapIo\.write: frame 0 has 0 pieces/);
+    counts[0] = 5;
+    assert.throws(() => io.write(0, 1, 0, 0), /the frames need 5 pieces, 4 are bound/);
+    counts[0] = 1;
+    txOff[0] = 4000;
+    txLen[0] = 200;
+    assert.throws(() => io.write(0, 1, 0, 0), /TapIo\.write: piece 0 \[4000, \+200\) is outside the arena/);
+    assert.throws(() => io.write(0, 2, 0, 1), /outside the bound tables/);
   });
 
   const setpriv = which("setpriv");
