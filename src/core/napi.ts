@@ -108,6 +108,11 @@ export class Softnet {
    */
   jiffies = 0;
   readonly epoch: number = Date.now();
+  /** Inside netRxAction: drivers may batch transmits until the poll ends (see netdevTxScheduleFlush). */
+  inRxAction = false;
+  /** Transmit batches to flush when the current poll ends (fixed capacity, TX_FLUSH_MAX). */
+  readonly txFlushList: (TxBatch | null)[] = new Array<TxBatch | null>(TX_FLUSH_MAX).fill(null);
+  txFlushCount = 0;
   private nextNapiId = 1;
 
   /** Softnet of `cpu` over the devices of `net`. */
@@ -244,6 +249,7 @@ export function netRxAction(sd: Softnet): number {
   const cap = sd.pollList.length;
   // Instances polled in this run that asked to be polled again go to the tail.
   let toPoll = sd.count;
+  sd.inRxAction = true;
   for (;;) {
     // skb_defer_free_flush (5.19+, 909876500251): at the top of EVERY
     // iteration, before each poll and once more when nothing is left to
@@ -256,6 +262,8 @@ export function netRxAction(sd: Softnet): number {
     sd.count--;
     toPoll--;
     const work = napiPoll(n);
+    // The poll's transmits go out now, in one burst per device queue.
+    if (sd.txFlushCount !== 0) netdevTxFlush(sd);
     budget -= work;
     total += work;
     // The time limit is checked every 4th poll (see above); the budget always.
@@ -264,6 +272,8 @@ export function netRxAction(sd: Softnet): number {
       break;
     }
   }
+  sd.inRxAction = false;
+  if (sd.txFlushCount !== 0) netdevTxFlush(sd);
   sd.processed += total;
   return total;
 }
@@ -287,6 +297,51 @@ function napiPoll(n: NapiStruct): number {
   groNormalList(n);
   listAdd(n.sd, n);
   return work;
+}
+
+// ---- transmit batching (the xmit_more doorbell) ---------------------------------------------------
+
+/** Most transmit batches one softnet tracks at once; more are flushed on the spot. */
+export const TX_FLUSH_MAX = 64;
+
+/**
+ * A driver queue that holds transmitted frames until the poll that sent
+ * them ends, then hands them to the hardware in one go — the kernel's
+ * `xmit_more`: the doorbell is rung once per burst, not per packet.
+ */
+export interface TxBatch {
+  /** Set while on a softnet's flush list. */
+  txScheduled: boolean;
+  /** Hand everything held to the device now. */
+  txFlush(): void;
+}
+
+/**
+ * Ask for `b` to be flushed when the current poll ends. Outside
+ * netRxAction (timers, setup) — or with the list full — it is flushed at
+ * once, so a frame is never held past the code that sent it.
+ */
+export function netdevTxScheduleFlush(sd: Softnet, b: TxBatch): void {
+  if (b.txScheduled) return;
+  if (!sd.inRxAction || sd.txFlushCount === TX_FLUSH_MAX) {
+    b.txFlush();
+    return;
+  }
+  b.txScheduled = true;
+  sd.txFlushList[sd.txFlushCount++] = b;
+}
+
+/** Flush every scheduled batch (netRxAction does, after each poll). */
+export function netdevTxFlush(sd: Softnet): void {
+  const l = sd.txFlushList;
+  // A flush may schedule again (a completion that transmits): loop on the count.
+  for (let i = 0; i < sd.txFlushCount; i++) {
+    const b = l[i] as TxBatch;
+    l[i] = null;
+    b.txScheduled = false;
+    b.txFlush();
+  }
+  sd.txFlushCount = 0;
 }
 
 /** Run net_rx_action until nothing is scheduled (tests, benchmarks). */

@@ -117,11 +117,14 @@ import {
   NETIF_F_TSO_ECN,
   RX_DROPPED,
   RX_ERRORS,
+  TX_BYTES,
   TX_ERRORS,
+  TX_PACKETS,
 } from "../core/netdev.js";
 import {
   NAPI_POLL_WEIGHT,
   type NapiStruct,
+  netdevTxScheduleFlush,
   napiCompleteDone,
   napiDisable,
   napiSchedule,
@@ -138,6 +141,7 @@ import {
   virtioNetHdrFromSkb,
   virtioNetHdrToSkb,
   VNET_HDR_FLAGS,
+  VNET_HDR_GSO_TYPE,
 } from "./virtio-net-hdr.js";
 import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy } from "./host-common.js";
 
@@ -214,7 +218,9 @@ export const TAP_IRQS = 21;
 export const TAP_POLLS = 22;
 /** readBurst calls. */
 export const TAP_READ_BURSTS = 23;
-export const TAP_STAT_MAX = 24;
+/** writev bursts (TX batches written; txFrames / txBursts is the frames per doorbell). */
+export const TAP_TX_BURSTS = 24;
+export const TAP_STAT_MAX = 25;
 export const TAP_STAT_NAMES = [
   "rxFrames",
   "rxBytes",
@@ -240,6 +246,7 @@ export const TAP_STAT_NAMES = [
   "irqs",
   "polls",
   "readBursts",
+  "txBursts",
 ] as const;
 
 /** What the device does with each received skb (eth_type_trans + the stack), as veth's recv. */
@@ -299,8 +306,24 @@ export class TapQueue {
   readonly iovCap: Uint32Array;
   /** Lengths the kernel reported per slot. */
   readonly lens: Uint32Array;
-  /** Burst I/O with this queue's RX tables and the device's TX tables bound (set by tapCreate). */
+  /** Burst I/O with this queue's RX and TX tables bound (set by tapCreate). */
   io: TapIoHandle | null = null;
+  // ---- the TX batch (TxBatch): frames held until the poll that sent them ends
+  txScheduled = false;
+  /** Pieces of the held frames (gathers: virtio header, linear part, frags) and pieces per frame. */
+  readonly txOff = new Uint32Array(TAP_TX_MAX_PIECES);
+  readonly txLen = new Uint32Array(TAP_TX_MAX_PIECES);
+  readonly txCounts = new Uint32Array(TAP_TX_MAX_FRAMES);
+  /** The held skbs; TX_KIND_* of each; the length the core counted for a TX_KIND_PACKET. */
+  readonly txSkbs = new Uint32Array(TAP_TX_MAX_FRAMES);
+  readonly txKind = new Uint8Array(TAP_TX_MAX_FRAMES);
+  readonly txCounted = new Uint32Array(TAP_TX_MAX_FRAMES);
+  txFrames = 0;
+  txPieces = 0;
+  /** kmalloc'ed virtio headers, TAP_TX_HDR_SLOT bytes per held frame (0 without a vnet header; set by tapCreate). */
+  txHdrs = 0;
+  /** Set by tapCreate: writes the held frames. */
+  txFlush: () => void = () => {};
 
   /** Use {@link tapCreate}. */
   constructor(index: number, fd: number, napi: NapiStruct, slots: number, segs: number, hdrLen: number) {
@@ -338,14 +361,6 @@ export class TapPriv {
   readonly pool: PagePool;
   readonly queues: TapQueue[];
   recv: TapRecvFn;
-  /** A kmalloc'ed arena buffer holding the transmit virtio header (0 without one). */
-  readonly txHdr: number;
-  /** writeBurst pieces and per-frame piece counts (gathers). */
-  readonly txOff = new Uint32Array(TAP_TX_MAX_PIECES);
-  readonly txLen = new Uint32Array(TAP_TX_MAX_PIECES);
-  readonly txCounts = new Uint32Array(TAP_TX_MAX_FRAMES);
-  /** Segments of a software-segmented GSO skb, in burst order. */
-  readonly txSegs = new Uint32Array(TAP_TX_MAX_FRAMES);
   /** errno out-parameter of the native bursts. */
   readonly status = new Int32Array(1);
   readonly stats = new Float64Array(TAP_STAT_MAX);
@@ -377,11 +392,6 @@ export class TapPriv {
     this.recv = recv;
     this.queues = [];
     this.pool = hostPoolCreate(cpu);
-    this.txHdr = hdrLen !== 0 ? kmalloc(cpu.kmalloc, 64) : 0;
-    if (hdrLen !== 0 && this.txHdr === 0) {
-      hostPoolDestroy(cpu, this.pool);
-      throw new Error(`tap ${ifname}: out of kmalloc memory for the transmit virtio header`);
-    }
   }
 }
 
@@ -542,7 +552,7 @@ function tapIrq(p: TapPriv, q: TapQueue, _status: number): void {
 // ---- transmit --------------------------------------------------------------------------------------
 
 /** Append the pieces of `skb` (linear part, frags, frag_list members) from piece index `at`; -1 when they do not fit. */
-function gatherSkb(cpu: SkbCpu, p: TapPriv, skb: number, at: number): number {
+function gatherSkb(cpu: SkbCpu, p: TapQueue, skb: number, at: number): number {
   const u32 = cpu.u32;
   const len = u32[(skb + SKB_LEN) >>> 2] as number;
   const headlen = len - (u32[(skb + SKB_DATA_LEN) >>> 2] as number);
@@ -584,13 +594,123 @@ function txQueue(cpu: SkbCpu, p: TapPriv, skb: number): TapQueue {
   return p.queues[(cpu.u16[(skb + SKB_QUEUE_MAPPING) >>> 1] as number) % nq] as TapQueue;
 }
 
+// What a held frame is, for the accounting of a refused write.
+/** A packet the core counted as transmitted (TX_PACKETS): refused, it becomes a TX drop. */
+const TX_KIND_PACKET = 0;
+/** A segment of a software-segmented GSO skb (the core counted the original once): refused, a TX error. */
+const TX_KIND_SEGMENT = 1;
+/** Bytes of a held frame's virtio header slot. */
+const TAP_TX_HDR_SLOT = 16;
+
+/**
+ * Hold `skb` in `q`'s TX batch behind the virtio header already written to
+ * its slot (txHdrSlot, when the device has one). Returns false when its
+ * pieces do not fit even an empty batch. May flush the batch first to make
+ * room (the header moves to the new slot).
+ */
+function txHold(cpu: SkbCpu, p: TapPriv, q: TapQueue, skb: number, kind: number, counted: number): boolean {
+  let at = q.txPieces;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (q.txFrames < TAP_TX_MAX_FRAMES) {
+      let a = at;
+      if (p.hdrLen !== 0) {
+        q.txOff[a] = q.txHdrs + q.txFrames * TAP_TX_HDR_SLOT;
+        q.txLen[a++] = p.hdrLen;
+      }
+      const end = gatherSkb(cpu, q, skb, a);
+      if (end >= 0) {
+        const f = q.txFrames++;
+        q.txCounts[f] = end - at;
+        q.txSkbs[f] = skb;
+        q.txKind[f] = kind;
+        q.txCounted[f] = counted;
+        q.txPieces = end;
+        return true;
+      }
+    }
+    if (q.txFrames === 0) return false;
+    // Full: write what is held, then try once more from slot 0 — with this
+    // frame's header, already in its slot, moved along.
+    const hdr = txHdrSlot(q);
+    tapTxFlush(cpu, p, q);
+    if (p.hdrLen !== 0) cpu.u8.copyWithin(q.txHdrs, hdr, hdr + p.hdrLen);
+    at = 0;
+  }
+  return false;
+}
+
+/** The header slot the next held frame of `q` uses (after any flush txHold may need: call txRoom first). */
+function txHdrSlot(q: TapQueue): number {
+  return q.txHdrs + q.txFrames * TAP_TX_HDR_SLOT;
+}
+
+/** Make sure one more frame fits the batch's frame table (its header slot is then txHdrSlot). */
+function txRoom(cpu: SkbCpu, p: TapPriv, q: TapQueue): void {
+  if (q.txFrames === TAP_TX_MAX_FRAMES) tapTxFlush(cpu, p, q);
+}
+
+/**
+ * Write every frame `q` holds, as few writev bursts as the kernel allows,
+ * then complete the written skbs (napiConsumeSkb). A frame the kernel
+ * refuses is counted by errno class (txBusy / txCarrier / txErrors) and
+ * dropped: a packet as the core's FULL_RING drop would have been (its
+ * TX_PACKETS / TX_BYTES taken back), a software segment as TX_ERROR.
+ */
+function tapTxFlush(cpu: SkbCpu, p: TapPriv, q: TapQueue): void {
+  const n = q.txFrames;
+  if (n === 0) return;
+  const u8 = cpu.u8;
+  const u32 = cpu.u32;
+  const hl = p.hdrLen;
+  const dev = p.dev;
+  let j = 0;
+  let piece = 0;
+  while (j < n) {
+    const w = (q.io as TapIoHandle).write(q.fd, n - j, piece, j);
+    p.stats[TAP_TX_BURSTS]++;
+    for (let k = 0; k < w; k++, j++) {
+      const skb = q.txSkbs[j] as number;
+      p.stats[TAP_TX_FRAMES]++;
+      p.stats[TAP_TX_BYTES] += (u32[(skb + SKB_LEN) >>> 2] as number) + hl;
+      if (hl !== 0) {
+        const h = q.txHdrs + j * TAP_TX_HDR_SLOT;
+        if ((u8[h + VNET_HDR_GSO_TYPE] as number) !== 0) p.stats[TAP_TX_GSO]++;
+        if (((u8[h + VNET_HDR_FLAGS] as number) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0) p.stats[TAP_TX_CSUM_PARTIAL]++;
+      }
+      piece += q.txCounts[j] as number;
+      // The bytes are in the kernel: complete the skb (this CPU).
+      napiConsumeSkb(cpu, skb, NAPI_POLL_WEIGHT);
+    }
+    if (j < n) {
+      // Frame j was refused: count it, drop it, go on with the rest.
+      txRefused(p, p.status[0] as number);
+      const skb = q.txSkbs[j] as number;
+      if (q.txKind[j] === TX_KIND_PACKET) {
+        const len = q.txCounted[j] as number;
+        dev.stats[TX_PACKETS]--;
+        dev.stats[TX_BYTES] -= len;
+        dev.queueStats[TX_PACKETS]--;
+        dev.queueStats[TX_BYTES] -= len;
+        devDropSkb(cpu, dev, skb, SKB_DROP_REASON.FULL_RING, true);
+      } else {
+        dev.stats[TX_ERRORS]++;
+        dev.drops[SKB_DROP_REASON.TX_ERROR]++;
+        kfreeSkbReason(cpu, skb, SKB_DROP_REASON.TX_ERROR);
+      }
+      piece += q.txCounts[j] as number;
+      j++;
+    }
+  }
+  q.txFrames = 0;
+  q.txPieces = 0;
+}
+
 /**
  * Segment a GSO skb in software (no vnet header, or one whose checksums
- * cannot be left to the kernel) and write the segments as bursts, each
+ * cannot be left to the kernel) and hold the segments in the batch, each
  * behind an all-zero virtio header when the device has one. The original is
  * consumed by the segmentation (the core counts it as one transmitted
- * packet); a segment the kernel refuses is freed here as a TX_ERROR drop
- * (TX_ERRORS).
+ * packet); a segment the kernel refuses is dropped as TX_ERROR (TX_ERRORS).
  */
 function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, q: TapQueue): number {
   // skbGsoSegment works from skb->protocol and the network header: take them
@@ -616,74 +736,33 @@ function tapXmitSegmented(cpu: SkbCpu, p: TapPriv, skb: number, q: TapQueue): nu
   p.stats[TAP_TX_GSO_SEGMENTED]++;
   const u32 = cpu.u32;
   const hl = p.hdrLen;
-  if (hl !== 0) cpu.u8.fill(0, p.txHdr, p.txHdr + hl);
   let s = segs;
   while (s !== 0) {
-    // One burst: as many segments as the piece and frame tables hold.
-    let nf = 0;
-    let at = 0;
-    while (s !== 0 && nf < TAP_TX_MAX_FRAMES) {
-      let a = at;
-      if (hl !== 0 && a < TAP_TX_MAX_PIECES) {
-        p.txOff[a] = p.txHdr;
-        p.txLen[a++] = hl;
-      }
-      const next = a === at && hl !== 0 ? -1 : gatherSkb(cpu, p, s, a);
-      if (next < 0) break;
-      p.txCounts[nf] = next - at;
-      p.txSegs[nf++] = s;
-      at = next;
-      const n = u32[(s + SKB_NEXT) >>> 2] as number;
-      u32[(s + SKB_NEXT) >>> 2] = 0;
-      s = n;
-    }
-    if (nf === 0) {
-      // A single segment with more pieces than one write takes: drop it.
-      const bad = s;
-      s = u32[(s + SKB_NEXT) >>> 2] as number;
-      u32[(bad + SKB_NEXT) >>> 2] = 0;
+    const next = u32[(s + SKB_NEXT) >>> 2] as number;
+    u32[(s + SKB_NEXT) >>> 2] = 0;
+    txRoom(cpu, p, q);
+    if (hl !== 0) u8.fill(0, txHdrSlot(q), txHdrSlot(q) + hl);
+    if (!txHold(cpu, p, q, s, TX_KIND_SEGMENT, 0)) {
+      // A segment with more pieces than one write takes: drop it.
       p.stats[TAP_TX_PREP_FAIL]++;
       p.dev.stats[TX_ERRORS]++;
       p.dev.drops[SKB_DROP_REASON.TX_ERROR]++;
-      kfreeSkbReason(cpu, bad, SKB_DROP_REASON.TX_ERROR);
-      continue;
+      kfreeSkbReason(cpu, s, SKB_DROP_REASON.TX_ERROR);
     }
-    let j = 0;
-    let piece = 0;
-    while (j < nf) {
-      const w = (q.io as TapIoHandle).write(q.fd, nf - j, piece, j);
-      for (let k = 0; k < w; k++) {
-        p.stats[TAP_TX_FRAMES]++;
-        p.stats[TAP_TX_BYTES] += (u32[((p.txSegs[j] as number) + SKB_LEN) >>> 2] as number) + hl;
-        piece += p.txCounts[j] as number;
-        j++;
-      }
-      if (j < nf) {
-        // Frame j was refused: count it, free it, go on with the rest.
-        txRefused(p, p.status[0] as number);
-        p.dev.stats[TX_ERRORS]++;
-        p.dev.drops[SKB_DROP_REASON.TX_ERROR]++;
-        kfreeSkbReason(cpu, p.txSegs[j] as number, SKB_DROP_REASON.TX_ERROR);
-        p.txSegs[j] = 0;
-        piece += p.txCounts[j] as number;
-        j++;
-      }
-    }
-    // Written: complete the burst's segments.
-    for (let k = 0; k < nf; k++) {
-      const seg = p.txSegs[k] as number;
-      if (seg !== 0) napiConsumeSkb(cpu, seg, NAPI_POLL_WEIGHT);
-    }
+    s = next;
   }
+  netdevTxScheduleFlush(q.napi.sd, q);
   return NETDEV_TX_OK;
 }
 
 /**
- * ndo_start_xmit: write the frame with one writev gathered from the arena
- * (virtio header first when the device has one), then napiConsumeSkb.
- * Returns NETDEV_TX_BUSY (the core frees the skb as FULL_RING; the tap's
- * counters keep the cause) when the kernel refuses it or it cannot be
- * prepared.
+ * ndo_start_xmit: hold the frame in the queue's TX batch (virtio header
+ * first when the device has one) and ask for the batch to be written when
+ * the current poll ends — outside a poll at once (`xmit_more`: one doorbell
+ * per burst). Written frames are completed with napiConsumeSkb. Returns
+ * NETDEV_TX_BUSY (the core frees the skb as FULL_RING; the tap's counters
+ * keep the cause) when the frame cannot be prepared; a write the kernel
+ * refuses later is dropped the same way by tapTxFlush.
  */
 function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
   const p = privOf(dev);
@@ -693,6 +772,8 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
   }
   const u8 = cpu.u8;
   const u32 = cpu.u32;
+  // What the core counts as sent (before the VLAN tag goes in).
+  const counted = u32[(skb + SKB_LEN) >>> 2] as number;
   if (skbVlanTagPresent(cpu, skb) && __vlanHwaccelPushInside(cpu, skb) !== 0) {
     p.stats[TAP_TX_PREP_FAIL]++;
     return NETDEV_TX_BUSY;
@@ -700,7 +781,6 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
   const q = txQueue(cpu, p, skb);
   const sh = (u32[(skb + SKB_HEAD) >>> 2] as number) + (u32[(skb + SKB_END) >>> 2] as number);
   const gso = (cpu.u16[(sh + SHINFO_GSO_SIZE) >>> 1] as number) !== 0;
-  let at = 0;
   if (p.hdrLen === 0) {
     if (gso) return tapXmitSegmented(cpu, p, skb, q);
     if ((u8[skb + SKB_IP_SUMMED] as number) === CHECKSUM_PARTIAL) {
@@ -716,37 +796,22 @@ function tapXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
       // Cannot leave the checksums to the kernel: segment in software, full checksums.
       return tapXmitSegmented(cpu, p, skb, q);
     }
-    if (virtioNetHdrFromSkb(cpu, skb, p.txHdr, p.hdrLen) !== 0) {
+    txRoom(cpu, p, q);
+    const hdr = txHdrSlot(q);
+    if (virtioNetHdrFromSkb(cpu, skb, hdr, p.hdrLen) !== 0) {
       // A checksum start outside the frame, or a GSO type virtio cannot say.
-      if (gso || skbChecksumHelp(cpu, skb) !== 0 || virtioNetHdrFromSkb(cpu, skb, p.txHdr, p.hdrLen) !== 0) {
+      if (gso || skbChecksumHelp(cpu, skb) !== 0 || virtioNetHdrFromSkb(cpu, skb, hdr, p.hdrLen) !== 0) {
         p.stats[TAP_TX_PREP_FAIL]++;
         return NETDEV_TX_BUSY;
       }
       p.stats[TAP_TX_CSUM_HELP]++;
     }
-    p.txOff[0] = p.txHdr;
-    p.txLen[0] = p.hdrLen;
-    at = 1;
   }
-  const end = gatherSkb(cpu, p, skb, at);
-  if (end < 0) {
+  if (!txHold(cpu, p, q, skb, TX_KIND_PACKET, counted)) {
     p.stats[TAP_TX_PREP_FAIL]++;
     return NETDEV_TX_BUSY;
   }
-  p.txCounts[0] = end;
-  if ((q.io as TapIoHandle).write(q.fd, 1, 0, 0) !== 1) {
-    txRefused(p, p.status[0] as number);
-    return NETDEV_TX_BUSY;
-  }
-  const len = u32[(skb + SKB_LEN) >>> 2] as number;
-  p.stats[TAP_TX_FRAMES]++;
-  p.stats[TAP_TX_BYTES] += len + p.hdrLen;
-  if (p.hdrLen !== 0) {
-    if (gso) p.stats[TAP_TX_GSO]++;
-    if (((u8[p.txHdr + VNET_HDR_FLAGS] as number) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0) p.stats[TAP_TX_CSUM_PARTIAL]++;
-  }
-  // The bytes are in the kernel: complete the skb (NAPI context, this CPU).
-  napiConsumeSkb(cpu, skb, NAPI_POLL_WEIGHT);
+  netdevTxScheduleFlush(q.napi.sd, q);
   return NETDEV_TX_OK;
 }
 
@@ -837,10 +902,17 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
     NETIF_F_SG | (vnet ? NETIF_F_HW_CSUM | NETIF_F_TSO | NETIF_F_TSO_ECN | ((offload & TUN_F_USO4) !== 0 ? NETIF_F_GSO_UDP_L4 : 0) : 0);
   for (let i = 0; i < nq; i++) {
     const q = new TapQueue(i, fds[i] as number, netifNapiAdd(sd, dev, tapPoll, weight), slots, segs, hdrLen);
-    q.io = new addon.TapIo(sd.cpu.u8, q.iovOff, q.iovCap, q.lens, p.txOff, p.txLen, p.txCounts, p.status);
+    q.io = new addon.TapIo(sd.cpu.u8, q.iovOff, q.iovCap, q.lens, q.txOff, q.txLen, q.txCounts, p.status);
+    q.txFlush = () => tapTxFlush(p.cpu, p, q);
     p.queues.push(q);
   }
   try {
+    if (vnet) {
+      for (const q of p.queues) {
+        q.txHdrs = kmalloc(sd.cpu.kmalloc, TAP_TX_MAX_FRAMES * TAP_TX_HDR_SLOT);
+        if (q.txHdrs === 0) throw new Error(`tap ${ifname}: out of kmalloc memory for the transmit virtio headers`);
+      }
+    }
     for (const q of p.queues) {
       q.poller = new addon.TapPoll(q.fd, (status) => tapIrq(p, q, status));
       q.poller.start();
@@ -853,7 +925,7 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
       p.queues.map((q) => q.poller),
     );
     hostPoolDestroy(sd.cpu, p.pool);
-    if (p.txHdr !== 0) kfree(sd.cpu.mm, p.txHdr);
+    for (const q of p.queues) if (q.txHdrs !== 0) kfree(sd.cpu.mm, q.txHdrs);
     p.closed = true;
     throw e;
   }
@@ -871,6 +943,8 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
 export function tapClose(dev: NetDevice): void {
   const p = privOf(dev);
   if (p.closed) return;
+  // Frames the core already counted as sent go out before the queues close.
+  for (const q of p.queues) tapTxFlush(p.cpu, p, q);
   p.closed = true;
   dev.up = false;
   for (const q of p.queues) {
@@ -892,7 +966,10 @@ export function tapClose(dev: NetDevice): void {
     q.slotNeed.fill(p.segs);
   }
   hostPoolDestroy(p.cpu, p.pool);
-  if (p.txHdr !== 0) kfree(p.cpu.mm, p.txHdr);
+  for (const q of p.queues) {
+    if (q.txHdrs !== 0) kfree(p.cpu.mm, q.txHdrs);
+    q.txHdrs = 0;
+  }
 }
 
 /** The NAPI instance of queue `queue` (default 0). */

@@ -32,7 +32,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, test } from "node:test";
 import { runNapiLoop } from "../../src/core/loop.js";
-import { netRxAction, netRxActionUntilIdle, Softnet } from "../../src/core/napi.js";
+import { napiCompleteDone, napiSchedule, netifNapiAdd, netRxAction, netRxActionUntilIdle, Softnet } from "../../src/core/napi.js";
 import { devDropSkb, devQueueXmit, devStats, type NetDevice, NetNamespace, RX_DROPPED, RX_PACKETS } from "../../src/core/netdev.js";
 import { hostChecksumsOk } from "../../src/drivers/host-common.js";
 import {
@@ -517,6 +517,54 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
     assertNoLeaks(cpu);
   });
 
+  test("frames sent in one poll leave in one burst; a write the kernel refuses (interface down: EIO) is a FULL_RING TX drop with TX_PACKETS taken back", () => {
+    const { cpu, ns, sd } = world();
+    const c = new Cleanup();
+    try {
+      const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, recv() {} });
+      c.devs.push(dev);
+      const send = (n: number): void => {
+        const bursts0 = tapStats(dev).txBursts;
+        const napi = netifNapiAdd(sd, dev, (cc, nn) => {
+          for (let i = 0; i < n; i++) {
+            const skb = allocSkb(cc, 128);
+            skbReserve(cc, skb, 16);
+            const at = skbPut(cc, skb, 60);
+            cc.u8.fill(0xee, at, at + 60);
+            devQueueXmit(cc, dev, skb);
+          }
+          // Nothing was written yet: the batch waits for the end of this poll.
+          assert.equal(tapStats(dev).txBursts, bursts0);
+          napiCompleteDone(nn, 1);
+          return 1;
+        });
+        napiSchedule(napi);
+        netRxAction(sd);
+      };
+      // The kernel side is down: tun refuses every write with EIO.
+      send(3);
+      const st = tapStats(dev);
+      const ds = devStats(dev);
+      assert.equal(st.txCarrier, 3, JSON.stringify(st));
+      assert.equal(st.txFrames, 0);
+      assert.equal(st.txBursts, 3, "a refused frame ends a burst; the rest go on in the next");
+      assert.equal(ds.txPackets, 0, "what was not written is not counted as sent");
+      assert.equal(ds.txBytes, 0);
+      assert.equal(ds.txDropped, 3);
+      assert.equal(dev.drops[SKB_DROP_REASON.FULL_RING], 3);
+      // Up (carrier on once the kernel side is up): the next poll's 4 frames go out in one burst.
+      sh(IP as string, ["link", "set", tapInfo(dev).ifname, "up"]);
+      send(4);
+      const st2 = tapStats(dev);
+      assert.equal(st2.txFrames, 4);
+      assert.equal(st2.txBursts, 4, "3 refused bursts + 1 burst of 4 frames");
+      assert.equal(devStats(dev).txPackets, 4);
+    } finally {
+      c.run();
+    }
+    assertNoLeaks(cpu);
+  });
+
   test("IFF_MULTI_QUEUE: two queues, two fds, ping still answered", async () => {
     const { cpu, ns, sd } = world();
     const c = new Cleanup();
@@ -754,6 +802,8 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
         assert.equal(snmp() - csumErrors0, 0, "namespace B verified every TCP checksum");
       }
       for (const s of [sa, sb]) assert.equal(s.txErrors + s.txCarrier + s.txBusy + s.txPrepFail + s.rxErrors, 0);
+      // What one poll forwards leaves in one writev burst per queue (xmit_more), not one call per frame.
+      assert.ok(sb.txBursts < sb.txFrames, `frames batched: ${sb.txFrames} frames in ${sb.txBursts} bursts`);
       assertRxAccounting(devA);
       assertRxAccounting(devB);
     } finally {
