@@ -42,17 +42,28 @@ export interface CpumapBenchResult {
 
 type Reply = { type: string; role?: string; ns?: number; gcCount?: number; received?: number; bad?: number; fullDrops?: number; noHeadDrops?: number; message?: string };
 
+/** The next reply of `type` from `w`; rejects on an error reply or a worker error. Removes its listeners either way. */
 function once(w: Worker, type: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const onMsg = (m: Reply) => {
-      if (m.type === "error") reject(new Error(m.message));
-      else if (m.type === type) {
-        w.off("message", onMsg);
+    const done = (): void => {
+      w.off("message", onMsg);
+      w.off("error", onErr);
+    };
+    const onErr = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    const onMsg = (m: Reply): void => {
+      if (m.type === "error") {
+        done();
+        reject(new Error(m.message));
+      } else if (m.type === type) {
+        done();
         resolve(m);
       }
     };
     w.on("message", onMsg);
-    w.once("error", reject);
+    w.on("error", onErr);
   });
 }
 

@@ -148,8 +148,10 @@ describe("skb CLI", () => {
   });
 
   it("bench cpumap redirects frames between two worker CPUs", () => {
-    const r = skb(["bench", "cpumap", "--packets", "5000", "--rounds", "1", "--json"]);
+    // 5 rounds: each measurement waits on both workers; listeners must not pile up (no MaxListenersExceededWarning).
+    const r = skb(["bench", "cpumap", "--packets", "2000", "--rounds", "5", "--json"]);
     assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(r.err, /Warning/, r.err);
     const j = JSON.parse(r.out);
     assert.equal(j.bench, "cpumap");
     assert.deepEqual(j.results.map((x: { bulkHeads: string }) => x.bulkHeads), ["off", "on"]);
