@@ -6,8 +6,9 @@
  *  CPU A (producer)                                  CPU B (consumer, "kthread")
  *  cpumapEnqueue(skb):                               cpumapPoll(budget):
  *    write an xdp_frame into the headroom              pop up to CPUMAP_BATCH (8) frames
- *    free the shell into A's NAPI cache                ONE napiSkbCacheGetBulk(8)   (bulk on)
- *    stage the buffer address (8 per flush)            or a head per frame          (bulk off)
+ *    free the shell into A's NAPI cache                ONE napiSkbCacheGetBulk(8)   (bulk on, 6.15+)
+ *    stage the buffer address (8 per flush)            or ONE zeroing kmemCacheAllocBulk(8)
+ *                                                      from the shared slab  (bulk off, ≤ 6.14)
  *  cpumapFlush(): ONE ring push of the batch,          buildSkbAround, hand to B's receive hook
  *    wake B if it sleeps                               empty ring: Atomics.wait on the doorbell
  * ```
@@ -32,7 +33,8 @@
  */
 
 import type { Arena, RegionSpec } from "../mm/arena.js";
-import { buildSkbAround, napiBuildSkb } from "../skb/alloc.js";
+import { buildSkbAround } from "../skb/alloc.js";
+import { kmemCacheAllocBulk, kmemCacheFreeBulk } from "../mm/slab.js";
 import type { SkbCpu } from "../skb/cpu.js";
 import { SKB_DROP_REASON } from "../skb/drop-reason.js";
 import { skbPagePut, skbReleaseHeadState } from "../skb/free.js";
@@ -86,7 +88,12 @@ export class Cpumap {
   bqCount = 0;
   /** Consumer: heads for one batch. */
   readonly heads: Uint32Array;
-  /** Consumer: build heads with one bulk call per batch (true) or one by one. */
+  /**
+   * Consumer: heads per batch from the NAPI cache with napiSkbCacheGetBulk
+   * (true, 6.15+ `napi_skb_cache_get_bulk`) or from the shared head slab with
+   * one zeroing kmemCacheAllocBulk (false, the ≤ 6.14 kthread's
+   * `kmem_cache_alloc_bulk(__GFP_ZERO)`: all or nothing).
+   */
   bulk = true;
   recv: CpumapRecvFn | null = null;
   /** Counters. */
@@ -190,11 +197,18 @@ export function cpumapPoll(cpu: SkbCpu, m: Cpumap, budget: number): number {
     const n = ringPopBulk(m.ring, m.bq, 0, want);
     if (n === 0) break;
     done += n;
-    let got = n;
+    let got: number;
     if (m.bulk) {
       got = napiSkbCacheGetBulk(cpu, m.heads, 0, n);
-      m.bulkCalls++;
+    } else {
+      got = kmemCacheAllocBulk(cpu.headCache, n, m.heads, 0, true);
+      // 6.14: anything short of all of them drops the whole batch.
+      if (got !== n && got !== 0) {
+        kmemCacheFreeBulk(cpu.headCache, got, m.heads, 0);
+        got = 0;
+      }
     }
+    m.bulkCalls++;
     for (let i = 0; i < n; i++) {
       const head = m.bq[i] as number;
       const w = head >>> 2;
@@ -202,13 +216,8 @@ export function cpumapPoll(cpu: SkbCpu, m: Cpumap, budget: number): number {
       const headroom = u32[w + 1] as number;
       const size = u32[w + 2] as number;
       const flags = u32[w + 3] as number;
-      let skb: number;
-      if (m.bulk) {
-        skb = i < got ? (m.heads[i] as number) : 0;
-        if (skb !== 0) buildSkbAround(cpu, skb, head, size);
-      } else {
-        skb = napiBuildSkb(cpu, head, size);
-      }
+      const skb = i < got ? (m.heads[i] as number) : 0;
+      if (skb !== 0) buildSkbAround(cpu, skb, head, size);
       if (skb === 0) {
         skbPagePut(cpu, head, (flags & 1) === 1);
         m.noHeadDrops++;

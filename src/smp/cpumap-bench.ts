@@ -1,7 +1,8 @@
 /**
  * The cpumap path on two worker CPUs: CPU 0 redirects UDP frames to CPU 1,
  * which builds their heads with ONE napiSkbCacheGetBulk per batch of 8
- * (bulk on, the 6.15+ kernel) or one head at a time (bulk off), and frees
+ * (bulk on, the 6.15+ kernel) or ONE zeroing kmemCacheAllocBulk from the
+ * shared head slab per batch (bulk off, the ≤ 6.14 kthread), and frees
  * them (pages go home to CPU 0's pool through its ring). Rounds alternate
  * the two modes in one process. Also the test harness of the cpumap.
  *

@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { mmSlabInfo } from "../../src/mm/mm.js";
+import { kmemCacheAllocBulk, kmemCacheFreeBulk, kmemCacheInfo } from "../../src/mm/slab.js";
+import { SKB_DROP_REASON } from "../../src/skb/drop-reason.js";
 import { pageFragCacheDrain } from "../../src/mm/page-frag.js";
 import { skbToBytes } from "../../src/skb/view.js";
 import { createSkbCpu, NAPI_STAT_BULK_GETS } from "../../src/skb/cpu.js";
@@ -62,11 +64,14 @@ describe("cpumap", () => {
       assert.equal(prod.notFrame, 1);
       napiConsumeSkb(a, k, 64);
       const bulk0 = b.stats[NAPI_STAT_BULK_GETS] as number;
+      const slabBulk0 = kmemCacheInfo(mem.headCache).allocBulkCalls;
       assert.equal(cpumapPoll(b, cons, 64), 20);
       assert.equal(seen.length, 20);
       for (const f of seen) assert.deepEqual([...f], want);
-      assert.equal(cons.bulkCalls, bulk ? Math.ceil(20 / CPUMAP_BATCH) : 0);
+      // One bulk call per batch of 8 either way: from the NAPI cache (6.15+) or from the head slab (≤ 6.14).
+      assert.equal(cons.bulkCalls, Math.ceil(20 / CPUMAP_BATCH));
       assert.equal((b.stats[NAPI_STAT_BULK_GETS] as number) - bulk0, bulk ? 20 : 0);
+      if (!bulk) assert.equal(kmemCacheInfo(mem.headCache).allocBulkCalls - slabBulk0, Math.ceil(20 / CPUMAP_BATCH), "kmem_cache_alloc_bulk per batch");
       templateFree(a, t);
       hostPoolDestroy(a, pool);
       for (const c of [a, b]) {
@@ -79,6 +84,55 @@ describe("cpumap", () => {
       );
     });
   }
+
+  test("bulk heads off (≤ 6.14): a head slab that cannot give the whole batch drops the whole batch (NOMEM), pages back, nothing leaks", () => {
+    const mem = createSkbMemory({ arenaSize: 16 << 20, maxCpus: 2, extraRegions: cpumapRegionSpecs("a", 64) });
+    const a = createSkbCpu(mem, 0);
+    const b = createSkbCpu(mem, 1);
+    const prod = cpumapCreate(mem.arena, "a");
+    const cons = cpumapAttach(mem.arena, "a");
+    cons.bulk = false;
+    let delivered = 0;
+    cons.recv = (cpu, skb) => {
+      delivered++;
+      napiConsumeSkb(cpu, skb, 64);
+    };
+    const pool = hostPoolCreate(a);
+    const t = templateCreate(a, {
+      srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]),
+      dstMac: new Uint8Array([2, 0, 0, 0, 0, 2]),
+      vlan: 0,
+      saddr: ipv4("10.10.0.2"),
+      daddr: ipv4("198.51.100.10"),
+      proto: 17,
+      sport: 1,
+      dport: 2,
+      frameSize: 128,
+    });
+    for (let i = 0; i < CPUMAP_BATCH; i++) assert.equal(cpumapEnqueue(a, prod, hostFrameSkb(a, pool, t)), true);
+    cpumapFlush(a, prod);
+    // Leave the head slab CPUMAP_BATCH - 1 objects: one short of a batch.
+    napiSkbCacheDrain(a);
+    const free = kmemCacheInfo(mem.headCache).numObjs - kmemCacheInfo(mem.headCache).activeObjs;
+    const hold = new Uint32Array(free);
+    assert.equal(kmemCacheAllocBulk(mem.headCache, free - (CPUMAP_BATCH - 1), hold, 0), free - (CPUMAP_BATCH - 1));
+    const nomem0 = b.drops[SKB_DROP_REASON.NOMEM] as number;
+    assert.equal(cpumapPoll(b, cons, 64), CPUMAP_BATCH, "taken off the ring");
+    assert.equal(delivered, 0, "none built: all or nothing");
+    assert.equal(cons.noHeadDrops, CPUMAP_BATCH);
+    assert.equal((b.drops[SKB_DROP_REASON.NOMEM] as number) - nomem0, CPUMAP_BATCH);
+    kmemCacheFreeBulk(mem.headCache, free - (CPUMAP_BATCH - 1), hold, 0);
+    templateFree(a, t);
+    hostPoolDestroy(a, pool);
+    for (const c of [a, b]) {
+      napiSkbCacheDrain(c);
+      pageFragCacheDrain(c.napiFrag);
+    }
+    assert.deepEqual(
+      mmSlabInfo(mem.mm).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}:${i.activeObjs}`),
+      [],
+    );
+  });
 
   test("two worker threads: every frame crosses intact, 0 objects in use afterwards", async () => {
     const r = await runCpumapBench({ packets: 20_000, rounds: 1 });
