@@ -19,8 +19,12 @@
  * Time per packet is from the producer's start to the consumer's last free
  * (`process.hrtime.bigint`, one monotonic clock for both threads). Cases
  * alternate inside every round; every segment starts with empty NAPI caches.
- * Results are printed, not asserted. Not wired into the CLI: run
- * `node dist/bench/defer.js [--packets N] [--rounds N] [--json]`.
+ * Results are printed, not asserted: `skb bench defer [--packets N]
+ * [--rounds N] [--json]`. The producer is the bottleneck of this pipeline,
+ * so work that deferral moves back to it (the frees) shows up as time even
+ * when the total work is the same; and with one shared slab (no per-CPU
+ * freelists, unlike SLUB) freeing where an object was allocated buys no
+ * locality here — the two reasons deferral is not faster in this model.
  *
  * @module
  */
