@@ -29,32 +29,50 @@ import { hostFrameSkb, hostPoolCreate, hostPoolDestroy, templateCreate, template
 import { ipv4 } from "../../src/net/proto.js";
 import { runCpumapBench } from "../../src/smp/cpumap-bench.js";
 
+/** Two CPUs in one thread joined by cpumap "a", a page pool and a UDP frame template on CPU 0; `done` checks nothing leaked. */
+function bed(bulk: boolean, vlan: number) {
+  const mem = createSkbMemory({ arenaSize: 16 << 20, maxCpus: 2, extraRegions: cpumapRegionSpecs("a", 64) });
+  const a = createSkbCpu(mem, 0);
+  const b = createSkbCpu(mem, 1);
+  const prod = cpumapCreate(mem.arena, "a");
+  const cons = cpumapAttach(mem.arena, "a");
+  cons.bulk = bulk;
+  const pool = hostPoolCreate(a);
+  const t = templateCreate(a, {
+    srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]),
+    dstMac: new Uint8Array([2, 0, 0, 0, 0, 2]),
+    vlan,
+    saddr: ipv4("10.10.0.2"),
+    daddr: ipv4("198.51.100.10"),
+    proto: 17,
+    sport: 1,
+    dport: 2,
+    frameSize: 128,
+  });
+  const done = (): void => {
+    templateFree(a, t);
+    hostPoolDestroy(a, pool);
+    for (const c of [a, b]) {
+      napiSkbCacheDrain(c);
+      pageFragCacheDrain(c.napiFrag);
+    }
+    assert.deepEqual(
+      mmSlabInfo(mem.mm).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}:${i.activeObjs}`),
+      [],
+    );
+  };
+  return { mem, a, b, prod, cons, pool, t, done };
+}
+
 describe("cpumap", () => {
   for (const bulk of [true, false]) {
     test(`two CPUs in one thread, bulk heads ${bulk ? "on" : "off"}: bytes intact, heads built on the target, nothing leaks`, () => {
-      const mem = createSkbMemory({ arenaSize: 16 << 20, maxCpus: 2, extraRegions: cpumapRegionSpecs("a", 64) });
-      const a = createSkbCpu(mem, 0);
-      const b = createSkbCpu(mem, 1);
-      const prod = cpumapCreate(mem.arena, "a");
-      const cons = cpumapAttach(mem.arena, "a");
-      cons.bulk = bulk;
+      const { mem, a, b, prod, cons, pool, t, done } = bed(bulk, 10);
       const seen: Uint8Array[] = [];
       cons.recv = (cpu, skb) => {
         seen.push(skbToBytes(cpu, skb));
         napiConsumeSkb(cpu, skb, 64);
       };
-      const pool = hostPoolCreate(a);
-      const t = templateCreate(a, {
-        srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]),
-        dstMac: new Uint8Array([2, 0, 0, 0, 0, 2]),
-        vlan: 10,
-        saddr: ipv4("10.10.0.2"),
-        daddr: ipv4("198.51.100.10"),
-        proto: 17,
-        sport: 1,
-        dport: 2,
-        frameSize: 128,
-      });
       const want = [...a.u8.subarray(t.addr, t.addr + t.len)];
       for (let i = 0; i < 20; i++) assert.equal(cpumapEnqueue(a, prod, hostFrameSkb(a, pool, t)), true);
       cpumapFlush(a, prod);
@@ -72,43 +90,17 @@ describe("cpumap", () => {
       assert.equal(cons.bulkCalls, Math.ceil(20 / CPUMAP_BATCH));
       assert.equal((b.stats[NAPI_STAT_BULK_GETS] as number) - bulk0, bulk ? 20 : 0);
       if (!bulk) assert.equal(kmemCacheInfo(mem.headCache).allocBulkCalls - slabBulk0, Math.ceil(20 / CPUMAP_BATCH), "kmem_cache_alloc_bulk per batch");
-      templateFree(a, t);
-      hostPoolDestroy(a, pool);
-      for (const c of [a, b]) {
-        napiSkbCacheDrain(c);
-        pageFragCacheDrain(c.napiFrag);
-      }
-      assert.deepEqual(
-        mmSlabInfo(mem.mm).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}:${i.activeObjs}`),
-        [],
-      );
+      done();
     });
   }
 
   test("bulk heads off (≤ 6.14): a head slab that cannot give the whole batch drops the whole batch (NOMEM), pages back, nothing leaks", () => {
-    const mem = createSkbMemory({ arenaSize: 16 << 20, maxCpus: 2, extraRegions: cpumapRegionSpecs("a", 64) });
-    const a = createSkbCpu(mem, 0);
-    const b = createSkbCpu(mem, 1);
-    const prod = cpumapCreate(mem.arena, "a");
-    const cons = cpumapAttach(mem.arena, "a");
-    cons.bulk = false;
+    const { mem, a, b, prod, cons, pool, t, done } = bed(false, 0);
     let delivered = 0;
     cons.recv = (cpu, skb) => {
       delivered++;
       napiConsumeSkb(cpu, skb, 64);
     };
-    const pool = hostPoolCreate(a);
-    const t = templateCreate(a, {
-      srcMac: new Uint8Array([2, 0, 0, 0, 0, 1]),
-      dstMac: new Uint8Array([2, 0, 0, 0, 0, 2]),
-      vlan: 0,
-      saddr: ipv4("10.10.0.2"),
-      daddr: ipv4("198.51.100.10"),
-      proto: 17,
-      sport: 1,
-      dport: 2,
-      frameSize: 128,
-    });
     for (let i = 0; i < CPUMAP_BATCH; i++) assert.equal(cpumapEnqueue(a, prod, hostFrameSkb(a, pool, t)), true);
     cpumapFlush(a, prod);
     // Leave the head slab CPUMAP_BATCH - 1 objects: one short of a batch.
@@ -122,16 +114,7 @@ describe("cpumap", () => {
     assert.equal(cons.noHeadDrops, CPUMAP_BATCH);
     assert.equal((b.drops[SKB_DROP_REASON.NOMEM] as number) - nomem0, CPUMAP_BATCH);
     kmemCacheFreeBulk(mem.headCache, free - (CPUMAP_BATCH - 1), hold, 0);
-    templateFree(a, t);
-    hostPoolDestroy(a, pool);
-    for (const c of [a, b]) {
-      napiSkbCacheDrain(c);
-      pageFragCacheDrain(c.napiFrag);
-    }
-    assert.deepEqual(
-      mmSlabInfo(mem.mm).filter((i) => i.activeObjs !== 0).map((i) => `${i.name}:${i.activeObjs}`),
-      [],
-    );
+    done();
   });
 
   test("two worker threads: every frame crosses intact, 0 objects in use afterwards", async () => {
