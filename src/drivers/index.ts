@@ -13,3 +13,12 @@ export * from "./traffic.js";
 export * from "./udp-tunnel.js";
 export * from "./veth.js";
 export * from "./virtio-net-hdr.js";
+export {
+  type TapAddon,
+  type TapConstants,
+  type TapIoHandle,
+  type TapOpenResult,
+  type TapPollHandle,
+  tapAddon,
+  tapAddonStatus,
+} from "../native/tap-addon.js";

@@ -348,7 +348,8 @@ export function loadForwardConfig(file: string): ForwardConfig {
 
 // ---- the forwarder ---------------------------------------------------------------------------
 
-interface PhysDev {
+/** One configured (physical) device of a forwarder: its config, device, NAPI instance, GRO list and router port. */
+export interface PhysDev {
   cfg: ForwardDeviceConfig;
   dev: NetDevice;
   napi: NapiStruct;
