@@ -65,7 +65,7 @@ export interface E2eResult {
   rounds: number;
   results: E2eRow[];
   /** Final reports of the two skb forward processes (leak check). */
-  routers: { cache: "on" | "off"; ok: boolean | null; forwarded: number | null; exitCode: number | null }[];
+  routers: { cache: "on" | "off"; ok: boolean | null; forwarded: number | null; packets: number | null; gcs: number | null; heapAllocated: number | null; exitCode: number | null }[];
   notes: string[];
 }
 
@@ -357,17 +357,23 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       const ex = await Promise.race([rt.exited, deadline(15_000)]);
       let ok: boolean | null = null;
       let forwarded: number | null = null;
+      let packets: number | null = null;
+      let gcs: number | null = null;
+      let heapAllocated: number | null = null;
       const last = rt.out().trim().split("\n").pop() ?? "";
       try {
         const rep = JSON.parse(last) as Json;
         if (rep.type === "report") {
           ok = rep.ok === true;
           forwarded = (rep.stats?.router?.forwarded as number | undefined) ?? null;
+          packets = (rep.loop?.packets as number | undefined) ?? null;
+          gcs = (rep.loop?.gcs as number | undefined) ?? null;
+          heapAllocated = (rep.loop?.heapAllocated as number | undefined) ?? null;
         }
       } catch {
         // no report
       }
-      reports.push({ cache: rt.cache, ok, forwarded, exitCode: ex === null ? null : ex.code });
+      reports.push({ cache: rt.cache, ok, forwarded, packets, gcs, heapAllocated, exitCode: ex === null ? null : ex.code });
     }
     return { duration: o.duration, rounds: o.rounds, results, routers: reports, notes };
   } finally {
@@ -406,7 +412,12 @@ export function formatE2eBench(res: E2eResult): string {
     line(w.map((n) => "-".repeat(n))),
     ...rows.map(line),
     "",
-    ...res.routers.map((r) => `skb forward (cache ${r.cache}): exit ${r.exitCode}, forwarded ${r.forwarded ?? "?"}, leak check ${r.ok === null ? "no report" : r.ok ? "ok" : "LEAKS"}`),
+    ...res.routers.map(
+      (r) =>
+        `skb forward (cache ${r.cache}): exit ${r.exitCode}, forwarded ${r.forwarded ?? "?"}, ` +
+        `${r.gcs ?? "?"} GCs over ${r.packets ?? "?"} packets polled` +
+        `${r.heapAllocated !== null && r.packets ? ` (${(r.heapAllocated / r.packets).toFixed(1)} heap bytes allocated per packet)` : ""}, leak check ${r.ok === null ? "no report" : r.ok ? "ok" : "LEAKS"}`,
+    ),
     ...res.notes.map((n) => `note: ${n}`),
   ];
   return out.join("\n");

@@ -20,16 +20,28 @@
  *
  * Idle, the loop is parked on a promise and a timer: no CPU is spent. The
  * wake path (one WeakMap lookup, one flag) allocates nothing; each sleep
- * allocates one promise and one timer (cold: once per idle period, not per
- * packet).
+ * allocates one promise and one timer, each wake one more promise and an
+ * Immediate. Devices that poll in bursts (TAP) use {@link netRxActionIrq}
+ * instead: while the loop sleeps, their readiness callback runs
+ * netRxAction on the spot (the kernel's softirq on IRQ exit), so steady
+ * traffic allocates nothing per event; the sleep's timer just ends every
+ * idleCheckMs and the loop parks again.
  *
  * @module
  */
 
 import { netRxAction, type Softnet } from "./napi.js";
 
-/** Wakers of the running loops, by softnet (one loop per softnet). */
-const wakers = new WeakMap<Softnet, () => void>();
+/** What a running loop offers its devices. */
+interface LoopHooks {
+  /** raise_softirq: wake the loop (it polls after this event-loop turn). */
+  wake(): void;
+  /** Softirq on IRQ exit: poll now, on the caller's stack, when the loop sleeps. */
+  irq(): void;
+}
+
+/** The running loops, by softnet (one loop per softnet). */
+const loops = new WeakMap<Softnet, LoopHooks>();
 
 /**
  * `raise_softirq(NET_RX_SOFTIRQ)` from outside the loop: wake `sd`'s
@@ -38,13 +50,28 @@ const wakers = new WeakMap<Softnet, () => void>();
  * for whoever calls netRxAction next). Allocates nothing.
  */
 export function raiseNetRxSoftirq(sd: Softnet): void {
-  const w = wakers.get(sd);
-  if (w !== undefined) w();
+  const h = loops.get(sd);
+  if (h !== undefined) h.wake();
+}
+
+/**
+ * The softirq on IRQ exit (`irq_exit` → `do_softirq`): from a device's
+ * readiness callback, after `napiSchedule`, run netRxAction right here when
+ * `sd`'s loop is asleep — no promise, no timer, nothing allocated per
+ * event. For devices whose poll reads a burst per readiness event (TAP);
+ * sockets that raise once per datagram use {@link raiseNetRxSoftirq}, which
+ * lets one event-loop turn's datagrams gather first. Inside netRxAction, or
+ * while the loop is busy, it falls back to raising. Work left after the
+ * budget wakes the loop (ksoftirqd) as usual.
+ */
+export function netRxActionIrq(sd: Softnet): void {
+  const h = loops.get(sd);
+  if (h !== undefined) h.irq();
 }
 
 /** Is a {@link runNapiLoop} running on `sd`? */
 export function napiLoopRunning(sd: Softnet): boolean {
-  return wakers.has(sd);
+  return loops.has(sd);
 }
 
 /** Options of {@link runNapiLoop}. */
@@ -72,12 +99,10 @@ export interface NapiLoopResult {
   sleeps: number;
   /** Sleeps ended by raiseNetRxSoftirq (the rest ended by the idle check timer). */
   wakeups: number;
+  /** netRxAction runs made by netRxActionIrq from a device callback while the loop slept (included in `runs`). */
+  irqRuns: number;
   /** Times the loop yielded to the event loop with work still scheduled (budget or time used up). */
   yields: number;
-}
-
-function immediate(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
@@ -87,77 +112,123 @@ function immediate(): Promise<void> {
  * are served), otherwise sleep until a device raises the softirq. One loop
  * per softnet at a time (a second one throws). Resolves with what it did;
  * rejects only if a poll or `until` threw (the loop is then stopped).
+ *
+ * A callback state machine rather than an async loop: a yield costs one
+ * Immediate (no promise, no closure), a sleep one timer; nothing is
+ * allocated per packet.
  */
-export async function runNapiLoop(sd: Softnet, o: NapiLoopOptions = {}): Promise<NapiLoopResult> {
-  if (wakers.has(sd)) throw new Error("runNapiLoop: a loop is already running on this softnet");
+export function runNapiLoop(sd: Softnet, o: NapiLoopOptions = {}): Promise<NapiLoopResult> {
+  if (loops.has(sd)) return Promise.reject(new Error("runNapiLoop: a loop is already running on this softnet"));
   const idleCheckMs = o.idleCheckMs ?? 20;
-  if (!(idleCheckMs > 0)) throw new RangeError(`runNapiLoop: idleCheckMs must be > 0, got ${idleCheckMs}`);
+  if (!(idleCheckMs > 0)) return Promise.reject(new RangeError(`runNapiLoop: idleCheckMs must be > 0, got ${idleCheckMs}`));
   const until = o.until ?? (() => false);
   const signal = o.signal;
+  const onRun = o.onRun;
   const deadline = o.timeoutMs !== undefined ? Date.now() + o.timeoutMs : Number.POSITIVE_INFINITY;
-  const res: NapiLoopResult = { reason: "until", runs: 0, packets: 0, sleeps: 0, wakeups: 0, yields: 0 };
-  let raised = false;
-  let wakeSleeper: (() => void) | null = null;
-  const wake = (): void => {
-    raised = true;
-    if (wakeSleeper !== null) {
-      const w = wakeSleeper;
-      wakeSleeper = null;
-      w();
-    }
-  };
-  wakers.set(sd, wake);
-  signal?.addEventListener("abort", wake);
-  const stopReason = (): NapiLoopResult["reason"] | null => {
-    if (signal?.aborted === true) return "aborted";
-    if (until()) return "until";
-    if (Date.now() >= deadline) return "timeout";
-    return null;
-  };
-  try {
-    for (;;) {
-      const why = stopReason();
-      if (why !== null) {
+  // Date.now() boxes its result: read the clock only when there is a deadline.
+  const timed = deadline !== Number.POSITIVE_INFINITY;
+  const res: NapiLoopResult = { reason: "until", runs: 0, packets: 0, sleeps: 0, wakeups: 0, irqRuns: 0, yields: 0 };
+  return new Promise<NapiLoopResult>((resolve, reject) => {
+    let sleeping = false;
+    let scheduled = false;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const stopReason = (): NapiLoopResult["reason"] | null => {
+      if (signal?.aborted === true) return "aborted";
+      if (until()) return "until";
+      if (timed && Date.now() >= deadline) return "timeout";
+      return null;
+    };
+    const finish = (err: unknown, why: NapiLoopResult["reason"]): void => {
+      done = true;
+      sleeping = false;
+      if (timer !== undefined) clearTimeout(timer);
+      loops.delete(sd);
+      signal?.removeEventListener("abort", wake);
+      if (err !== null) reject(err);
+      else {
         res.reason = why;
-        return res;
+        resolve(res);
       }
-      if (sd.count > 0) {
-        raised = false;
-        const n = netRxAction(sd);
-        res.runs++;
-        res.packets += n;
-        if (o.onRun !== undefined) o.onRun(n);
-        if (sd.count > 0) {
-          // Budget or time used up: let the event loop run (I/O, timers), then poll again.
-          res.yields++;
-          await immediate();
+    };
+    const run = (): void => {
+      const n = netRxAction(sd);
+      res.runs++;
+      res.packets += n;
+      if (onRun !== undefined) onRun(n);
+    };
+    // One turn of the loop: stop? poll while there is work (yielding between runs); sleep when idle.
+    const step = (): void => {
+      scheduled = false;
+      if (done) return;
+      try {
+        let why = stopReason();
+        if (why === null && sd.count > 0) {
+          run();
+          if (sd.count > 0) {
+            // Budget or time used up: let the event loop run (I/O, timers), then poll again.
+            res.yields++;
+            schedule();
+            return;
+          }
+          why = stopReason();
         }
-        continue;
+        if (why !== null) {
+          finish(null, why);
+          return;
+        }
+        sleep();
+      } catch (e) {
+        finish(e, "until");
       }
-      if (raised) {
-        // Raised while we were busy, but nothing is scheduled any more: nothing to do.
-        raised = false;
-        continue;
+    };
+    const schedule = (): void => {
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(step);
       }
+    };
+    const onIdleTimer = (): void => {
+      timer = undefined;
+      if (!sleeping) return;
+      sleeping = false;
+      step();
+    };
+    const sleep = (): void => {
       res.sleeps++;
-      let timer: NodeJS.Timeout | undefined;
-      const byEvent = await new Promise<boolean>((resolve) => {
-        wakeSleeper = () => resolve(true);
-        const ms = Math.max(1, Math.min(idleCheckMs, deadline - Date.now()));
-        timer = setTimeout(() => {
-          wakeSleeper = null;
-          resolve(false);
-        }, ms);
-      });
-      clearTimeout(timer);
-      if (byEvent) {
-        res.wakeups++;
-        // Let the rest of this event-loop turn's I/O callbacks queue their packets first.
-        await immediate();
+      sleeping = true;
+      const ms = timed ? Math.max(1, Math.min(idleCheckMs, deadline - Date.now())) : idleCheckMs;
+      timer = setTimeout(onIdleTimer, ms);
+    };
+    // raise_softirq: end a sleep; the poll runs after this event-loop turn, so
+    // every datagram the turn queues is polled in one batch.
+    function wake(): void {
+      if (!sleeping) return;
+      sleeping = false;
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
       }
+      res.wakeups++;
+      schedule();
     }
-  } finally {
-    wakers.delete(sd);
-    signal?.removeEventListener("abort", wake);
-  }
+    const irq = (): void => {
+      // Only a sleeping loop is idle; busy (or already inside netRxAction), just raise.
+      if (!sleeping || sd.inRxAction) {
+        wake();
+        return;
+      }
+      try {
+        run();
+        res.irqRuns++;
+        // Work left (budget used up) or a reason to stop: the loop takes over.
+        if (sd.count > 0 || stopReason() !== null) wake();
+      } catch (e) {
+        finish(e, "until");
+      }
+    };
+    loops.set(sd, { wake, irq });
+    signal?.addEventListener("abort", wake);
+    step();
+  });
 }

@@ -131,7 +131,7 @@ import {
   netifNapiAdd,
   type Softnet,
 } from "../core/napi.js";
-import { raiseNetRxSoftirq } from "../core/loop.js";
+import { netRxActionIrq } from "../core/loop.js";
 import { type TapAddon, tapAddon, type TapIoHandle, type TapPollHandle } from "../native/tap-addon.js";
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -546,7 +546,8 @@ function tapIrq(p: TapPriv, q: TapQueue, _status: number): void {
   }
   if (p.closed) return;
   napiSchedule(q.napi);
-  raiseNetRxSoftirq(q.napi.sd);
+  // Softirq on IRQ exit: a readable TAP is polled right here when the loop sleeps.
+  netRxActionIrq(q.napi.sd);
 }
 
 // ---- transmit --------------------------------------------------------------------------------------

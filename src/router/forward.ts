@@ -25,6 +25,7 @@
  */
 
 import { readFileSync } from "node:fs";
+import { GCProfiler, getHeapStatistics } from "node:v8";
 import { type GroList, groFlush, groListCreate } from "../core/gro.js";
 import { runNapiLoop } from "../core/loop.js";
 import { type NapiStruct, netRxAction, Softnet } from "../core/napi.js";
@@ -620,7 +621,14 @@ export interface ForwardReport {
   pcap: Record<string, ReturnType<typeof pcapDevStats>>;
   /** TAP driver counters per TAP device (frames, GSO super-frames, checksum offload, errors). */
   tap: Record<string, ReturnType<typeof tapStats>>;
-  loop: { runs: number; packets: number; sleeps: number; wakeups: number; yields: number };
+  /**
+   * The NAPI loop's counters; the garbage collections V8 ran while it ran
+   * (v8.GCProfiler) and the JS heap bytes allocated meanwhile (used heap
+   * growth between collections, summed): with `packets`, what the packet
+   * path allocates — event-loop plumbing (a promise per yield or sleep,
+   * timers, stats) included.
+   */
+  loop: { runs: number; packets: number; sleeps: number; wakeups: number; irqRuns: number; yields: number; gcs: number; heapAllocated: number };
   leaks: { heads: number; pages: number; slabsInUse: Record<string, number>; conntrackEntries: number };
   /** Every packet accounted for ({@link forwarderAccounting}), taken after the last drain. */
   accounting: ForwardAccounting;
@@ -651,19 +659,33 @@ export async function forwarderRun(f: Forwarder, o: ForwardRunOptions = {}): Pro
   const timer = setInterval(() => forwarderTimers(f), o.timerMs ?? 100);
   const statsTimer = o.onStats !== undefined && o.statsMs !== undefined ? setInterval(() => o.onStats?.(forwarderStats(f)), o.statsMs) : undefined;
   let res: Awaited<ReturnType<typeof runNapiLoop>>;
+  const prof = new GCProfiler();
+  const heap0 = getHeapStatistics().used_heap_size;
+  prof.start();
+  let gcs = 0;
+  let heapAllocated = 0;
   try {
     res = await runNapiLoop(f.sd, {
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
       ...(o.untilIdle === true ? { until: () => forwarderInputsDone(f) && f.sd.count === 0 } : {}),
     });
   } finally {
+    const st = prof.stop()?.statistics ?? [];
+    gcs = st.length;
+    // Allocated = what the used heap grew by between collections, plus since the last one.
+    let prev = heap0;
+    for (const e of st) {
+      heapAllocated += Math.max(0, e.beforeGC.heapStatistics.usedHeapSize - prev);
+      prev = e.afterGC.heapStatistics.usedHeapSize;
+    }
+    heapAllocated += Math.max(0, getHeapStatistics().used_heap_size - prev);
     clearInterval(timer);
     if (statsTimer !== undefined) clearInterval(statsTimer);
   }
   return forwarderDestroy(
     f,
     res.reason,
-    { runs: res.runs, packets: res.packets, sleeps: res.sleeps, wakeups: res.wakeups, yields: res.yields },
+    { runs: res.runs, packets: res.packets, sleeps: res.sleeps, wakeups: res.wakeups, irqRuns: res.irqRuns, yields: res.yields, gcs, heapAllocated },
     o.sharedMemory === true,
   );
 }

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { napiLoopRunning, raiseNetRxSoftirq, runNapiLoop } from "../../src/core/loop.js";
+import { napiLoopRunning, netRxActionIrq, raiseNetRxSoftirq, runNapiLoop } from "../../src/core/loop.js";
 import { type NapiStruct, napiCompleteDone, napiSchedule, netifNapiAdd, Softnet } from "../../src/core/napi.js";
 import { NetNamespace } from "../../src/core/netdev.js";
 import { createSkbCpu } from "../../src/skb/cpu.js";
@@ -142,6 +142,63 @@ describe("runNapiLoop", () => {
     await assert.rejects(runNapiLoop(f.sd, { timeoutMs: 2000 }), /poll exploded/);
     assert.equal(napiLoopRunning(f.sd), false);
     await assert.rejects(runNapiLoop(f.sd, { idleCheckMs: 0 }), /idleCheckMs/);
+  });
+
+  test("netRxActionIrq: a sleeping loop polls on the interrupt's own stack (no wakeup); work past the budget, or a stop, hands over to the loop", async () => {
+    const f = fake(2);
+    const seenInIrq: number[][] = [];
+    let stop = false;
+    setTimeout(() => {
+      f.queue.push(1);
+      napiSchedule(f.napi);
+      netRxActionIrq(f.sd);
+      // Polled synchronously, inside the "interrupt".
+      seenInIrq.push([...f.delivered]);
+      setTimeout(() => {
+        // More than one budget (weight 2, 5 packets, budget 300 → one run takes all; make the budget bite):
+        f.sd.budget = 2;
+        f.queue.push(2, 3, 4, 5);
+        napiSchedule(f.napi);
+        netRxActionIrq(f.sd);
+        seenInIrq.push([...f.delivered]);
+        setTimeout(() => {
+          stop = true;
+          f.queue.push(6);
+          napiSchedule(f.napi);
+          netRxActionIrq(f.sd);
+        }, 20);
+      }, 20);
+    }, 20);
+    const r = await runNapiLoop(f.sd, { until: () => stop && f.delivered.length === 6, idleCheckMs: 5000, timeoutMs: 10_000 });
+    assert.equal(r.reason, "until");
+    assert.deepEqual(seenInIrq, [[1], [1, 2, 3]], "the interrupt ran net_rx_action itself, up to its budget");
+    assert.deepEqual(f.delivered, [1, 2, 3, 4, 5, 6]);
+    assert.ok(r.irqRuns >= 3, `irq runs: ${r.irqRuns}`);
+    assert.equal(r.wakeups, 2, "the loop was woken only for the work past the budget and for the stop");
+    assert.equal(napiLoopRunning(f.sd), false);
+  });
+
+  test("netRxActionIrq while the loop is busy just raises (never nests netRxAction)", async () => {
+    const f = fake();
+    irq(f, 1);
+    let nested = 0;
+    const r = await runNapiLoop(f.sd, {
+      until: () => f.delivered.length === 2,
+      idleCheckMs: 5000,
+      timeoutMs: 10_000,
+      onRun: () => {
+        if (f.delivered.length === 1 && nested === 0) {
+          nested++;
+          f.queue.push(2);
+          napiSchedule(f.napi);
+          netRxActionIrq(f.sd); // from inside the loop's own run: must not poll here
+          assert.equal(f.delivered.length, 1);
+        }
+      },
+    }).then((x) => x, (e) => e);
+    assert.ok(!(r instanceof Error), String(r));
+    assert.deepEqual(f.delivered, [1, 2]);
+    assert.equal((r as { irqRuns: number }).irqRuns, 0);
   });
 
   test("raising with no loop running is harmless (the work stays scheduled)", () => {

@@ -135,6 +135,10 @@ describe("e2e: iperf3 through skb forward (TAP + NAT between two network namespa
       assert.equal(rep.leaks.conntrackEntries, 0);
       assert.deepEqual(rep.leaks.slabsInUse, {});
       assert.ok((rep.stats.router.forwarded as number) > 0, `router forwarded nothing: ${JSON.stringify(rep.stats.router)}`);
+      // GC and allocation figures of the run are reported (the packet path allocates nothing; the event-loop plumbing a little).
+      assert.ok(Number.isInteger(rep.loop.gcs) && rep.loop.gcs >= 0, JSON.stringify(rep.loop));
+      assert.ok(Number.isFinite(rep.loop.heapAllocated) && rep.loop.heapAllocated >= 0);
+      console.log(`# loop: ${rep.loop.packets} packets polled, ${rep.loop.irqRuns} of ${rep.loop.runs} runs from the TAP interrupt, ${rep.loop.gcs} GCs, ${(rep.loop.heapAllocated / Math.max(1, rep.loop.packets)).toFixed(1)} heap bytes per packet`);
       const tin = rep.tap[tapIn] as Json;
       const tout = rep.tap[tapOut] as Json;
       assert.ok(tin !== undefined && tout !== undefined, `tap counters in the report: ${JSON.stringify(rep.tap)}`);

@@ -254,7 +254,7 @@ describe("skb forward in process: pcap in -> router -> pcap out", () => {
   });
 });
 
-const NO_LOOP = { runs: 0, packets: 0, sleeps: 0, wakeups: 0, yields: 0 };
+const NO_LOOP = { runs: 0, packets: 0, sleeps: 0, wakeups: 0, irqRuns: 0, yields: 0, gcs: 0, heapAllocated: 0 };
 
 /** A forwarder on pcapConfig with lan-in read and routed (no run loop: the test drives the clock). */
 async function routedLanInput(dir: string): Promise<Forwarder> {
