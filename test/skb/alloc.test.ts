@@ -44,7 +44,7 @@ import {
   NAPI_STAT_REFILLS,
   type SkbCpu,
 } from "../../src/skb/cpu.js";
-import { consumeSkb, kfreeSkb, napiConsumeSkb } from "../../src/skb/free.js";
+import { consumeSkb, kfreeSkb, napiConsumeSkb, napiSkbFreeStolenHead } from "../../src/skb/free.js";
 import {
   FCLONE_REF,
   FCLONE_SKB2,
@@ -68,7 +68,7 @@ import {
   SKB_TRUESIZE,
   SKBF_HEAD_FRAG,
 } from "../../src/skb/layout.js";
-import { napiCacheSetEnabled } from "../../src/skb/napi-cache.js";
+import { napiCacheSetEnabled, napiSkbCacheDrain } from "../../src/skb/napi-cache.js";
 import {
   active,
   assertNoLeaks,
@@ -564,6 +564,24 @@ for (const p of PROFILES) for (const dbg of [true, false]) {
       assert.equal(pageRefCount(cpu.mem.pages, page), 1);
       putPage(cpu.mem.pages, page);
       for (const s of held) kmemCacheFree(cpu.headCache, s);
+      assertNoLeaks(cpu);
+    });
+
+    test("a buffer at a 4- but not 8-byte aligned offset: shared info cleared and dataref set all the same", () => {
+      const cpu = setup(p, dbg);
+      const page = pageBuf(cpu);
+      for (const fn of [buildSkb, __buildSkb, napiBuildSkb]) {
+        cpu.u8.fill(0xaa, page, page + 4096);
+        const data = page + 4; // shared info lands at data + 1728: 4 mod 8
+        const skb = fn(cpu, data, 2048);
+        assert.notEqual(skb, 0);
+        checkBuilt(cpu, skb, data, 2048, fn !== __buildSkb);
+        // Do not release the page through the skb: it is the test's.
+        if (fn === napiBuildSkb) napiSkbFreeStolenHead(cpu, skb);
+        else kmemCacheFree(cpu.headCache, skb);
+      }
+      putPage(cpu.mem.pages, page);
+      napiSkbCacheDrain(cpu);
       assertNoLeaks(cpu);
     });
 
