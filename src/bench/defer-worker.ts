@@ -25,10 +25,14 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { ringAttach, ringPopBulk, ringPushBulk, ringSpace } from "../core/ring.js";
 import { pageFragCacheDrain } from "../mm/page-frag.js";
+import { kfree } from "../mm/mm.js";
+import { kmalloc } from "../mm/kmalloc.js";
+import { skbDataPtr, skbLen } from "../skb/access.js";
 import { type NapiSkbOwner, napiAllocSkb } from "../skb/alloc.js";
 import { createSkbCpu, NAPI_STAT_DEFERRED, type SkbCpu } from "../skb/cpu.js";
 import { __skbPut } from "../skb/data.js";
 import {
+  skbAttemptDeferFree,
   skbDeferFreeFlush,
   skbDeferInstall,
   skbDeferKickSeq,
@@ -59,6 +63,12 @@ export interface DeferBenchRun {
   readonly defer: boolean;
   /** Payload length: 64 → small-head slab data, 1000 → page-frag data. */
   readonly len: number;
+  /**
+   * The consumer is a socket reader (recvmsg): it copies each payload out to
+   * a user buffer (skb_copy_datagram_iter) and frees in process context with
+   * skbAttemptDeferFree (tcp_eat_recv_skb), instead of only freeing.
+   */
+  readonly recv: boolean;
   readonly packets: number;
 }
 
@@ -72,6 +82,8 @@ export interface DeferBenchSegment {
   drained: number;
   attempts: number;
   freedFull: number;
+  /** Consumer: attempts freed on the spot because the target was offline (defer off). */
+  freedLocal: number;
   kicks: number;
   casRetries: number;
   allocFails: number;
@@ -152,6 +164,7 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     drained: after.drained - before.drained,
     attempts: 0,
     freedFull: 0,
+    freedLocal: 0,
     kicks: 0,
     casRetries: 0,
     allocFails,
@@ -166,6 +179,10 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
   const n = cmd.packets;
   let consumed = 0;
   let idle = 0;
+  // The reader's user buffer (recvmsg mode): arena memory, so the copy is
+  // one copyWithin (memmove) and allocates no view per packet.
+  const user = cmd.recv ? kmalloc(cpu.mem.kmalloc, 2048) : 0;
+  if (cmd.recv && user === 0) throw new Error("defer bench: no memory for the reader's buffer");
   barrier(ctl);
   while (consumed < n) {
     skbDeferFreeFlush(cpu);
@@ -175,10 +192,21 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
       continue;
     }
     idle = 0;
-    for (let i = 0; i < k; i++) napiConsumeSkb(cpu, buf[i] as number, 64);
+    if (user === 0) {
+      for (let i = 0; i < k; i++) napiConsumeSkb(cpu, buf[i] as number, 64);
+    } else {
+      const u8 = cpu.u8;
+      for (let i = 0; i < k; i++) {
+        const skb = buf[i] as number;
+        const from = skbDataPtr(cpu, skb);
+        u8.copyWithin(user, from, from + skbLen(cpu, skb));
+        skbAttemptDeferFree(cpu, skb);
+      }
+    }
     consumed += k;
   }
   const t = hrnow();
+  if (user !== 0) kfree(cpu.mm, user);
   Atomics.store(ctl, DONE, 1);
   const after = skbDeferSlotStats(cpu.mem, cpu.id);
   return {
@@ -188,6 +216,7 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     drained: 0,
     attempts: (cpu.stats[NAPI_STAT_DEFERRED] as number) - attempts0,
     freedFull: after.freedFull - before.freedFull,
+    freedLocal: after.freedLocal - before.freedLocal,
     kicks: after.kicks - before.kicks,
     casRetries: after.casRetries - before.casRetries,
     allocFails: 0,

@@ -16,15 +16,23 @@
  * | defer-off | CPU 1's own NAPI cache (flushed to the slab 32 at a time) and the data  |
  * |           | freed on CPU 1 (the 5.12 way); CPU 0's cache refills from the slab      |
  *
+ * A third workload, `recvmsg-1000`, makes CPU 1 a socket reader, the case
+ * deferral was written for (commit 68822bdf76f1: frees moved out of
+ * recvmsg to the CPU that allocated the skb): it copies every 1000-byte
+ * payload to a user buffer (skb_copy_datagram_iter) and frees in process
+ * context with `skbAttemptDeferFree` (tcp_eat_recv_skb), which falls back to
+ * `kfree_skb_napi_cache` when deferral is off.
+ *
  * Time per packet is from the producer's start to the consumer's last free
  * (`process.hrtime.bigint`, one monotonic clock for both threads). Cases
  * alternate inside every round; every segment starts with empty NAPI caches.
  * Results are printed, not asserted: `skb bench defer [--packets N]
- * [--rounds N] [--json]`. The producer is the bottleneck of this pipeline,
- * so work that deferral moves back to it (the frees) shows up as time even
- * when the total work is the same; and with one shared slab (no per-CPU
- * freelists, unlike SLUB) freeing where an object was allocated buys no
- * locality here — the two reasons deferral is not faster in this model.
+ * [--rounds N] [--json]`. When the consumer only frees, the producer is the
+ * pipeline's bottleneck, so work that deferral moves back to it (the frees)
+ * shows up as time even when the total work is the same; and with one
+ * shared slab (no per-CPU freelists, unlike SLUB) freeing where an object
+ * was allocated buys no locality here. When the consumer is the slower side
+ * (recvmsg), taking the frees off it is what deferral buys.
  *
  * @module
  */
@@ -39,10 +47,16 @@ import type { DeferBenchRun, DeferBenchSegment, DeferBenchWorkerConfig } from ".
 /** Case names, in run order within a round. */
 export const DEFER_CASES = ["defer-on", "defer-off"] as const;
 export type DeferCase = (typeof DEFER_CASES)[number];
-/** Payloads: 64 B (small-head slab data) and 1000 B (page-frag data). */
+/**
+ * Workloads: 64 B (small-head slab data) and 1000 B (page-frag data) freed
+ * as soon as they arrive, and the 1000 B payload read by a socket reader
+ * (recvmsg: copy to a user buffer, then skbAttemptDeferFree in process
+ * context), the case deferral was written for.
+ */
 export const DEFER_DATA = [
-  { name: "small-64", len: 64 },
-  { name: "frag-1000", len: 1000 },
+  { name: "small-64", len: 64, recv: false },
+  { name: "frag-1000", len: 1000, recv: false },
+  { name: "recvmsg-1000", len: 1000, recv: true },
 ] as const;
 
 /** Options of the defer benchmark. */
@@ -158,13 +172,13 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
   const prod = mk("producer", 0);
   const cons = mk("consumer", 1);
   const exited = Promise.all([new Promise((r) => prod.once("exit", r)), new Promise((r) => cons.once("exit", r))]);
-  const samples = new Map<string, { ns: number[]; calls: number; pkts: number; attempts: number; full: number; kicks: number; cas: number; drained: number }>();
+  const samples = new Map<string, { ns: number[]; calls: number; pkts: number; attempts: number; full: number; local: number; kicks: number; cas: number; drained: number }>();
   try {
     await Promise.all([next(prod, "ready"), next(cons, "ready")]);
-    const segment = async (c: DeferCase, len: number, n: number) => {
+    const segment = async (c: DeferCase, d: (typeof DEFER_DATA)[number], n: number) => {
       Atomics.store(ctl, 0, 0);
       Atomics.store(ctl, 1, 0);
-      const cmd: DeferBenchRun = { op: "run", defer: c === "defer-on", len, packets: n };
+      const cmd: DeferBenchRun = { op: "run", defer: c === "defer-on", len: d.len, recv: d.recv, packets: n };
       const c0 = slabCalls(mem);
       const pp = next(prod, "segment");
       const cp = next(cons, "segment");
@@ -174,7 +188,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
       return { ns: (q.t - p.t) / n, calls: slabCalls(mem) - c0, p, q };
     };
     // Warm-up: let V8 optimise both loops in both modes.
-    for (const d of DEFER_DATA) for (const c of DEFER_CASES) await segment(c, d.len, Math.min(packets, 200_000));
+    for (const d of DEFER_DATA) for (const c of DEFER_CASES) await segment(c, d, Math.min(packets, 200_000));
     for (let r = 0; r < rounds; r++) {
       for (const d of DEFER_DATA) {
         // Alternate which case goes first, so drift and warm caches favour neither.
@@ -183,15 +197,16 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
           const key = `${c}/${d.name}`;
           let s = samples.get(key);
           if (s === undefined) {
-            s = { ns: [], calls: 0, pkts: 0, attempts: 0, full: 0, kicks: 0, cas: 0, drained: 0 };
+            s = { ns: [], calls: 0, pkts: 0, attempts: 0, full: 0, local: 0, kicks: 0, cas: 0, drained: 0 };
             samples.set(key, s);
           }
-          const x = await segment(c, d.len, packets);
+          const x = await segment(c, d, packets);
           s.ns.push(x.ns);
           s.calls += x.calls;
           s.pkts += packets;
           s.attempts += x.q.attempts;
           s.full += x.q.freedFull;
+          s.local += x.q.freedLocal;
           s.kicks += x.q.kicks;
           s.cas += x.q.casRetries;
           s.drained += x.p.drained;
@@ -222,7 +237,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
         maxNsPerPkt: round2(Math.max(...s.ns)),
         mpps: round2(1000 / med),
         slabCallsPerPkt: Math.round((s.calls / s.pkts) * 10000) / 10000,
-        deferredPct: round2((100 * (s.attempts - s.full)) / s.pkts),
+        deferredPct: round2((100 * (s.attempts - s.full - s.local)) / s.pkts),
         freedFullPct: round2((100 * s.full) / s.pkts),
         kicksPerMpkt: round2((s.kicks * 1e6) / s.pkts),
         casRetries: s.cas,
@@ -277,6 +292,6 @@ export function formatDeferBench(r: DeferBenchResult): string {
     ...rows.map(line),
     "",
     "defer-off / defer-on (median ns per packet; > 1 means deferral is faster):",
-    ...r.ratios.map((q) => `  ${q.data.padEnd(10)} ${q.offOverOn.toFixed(2)}×`),
+    ...r.ratios.map((q) => `  ${q.data.padEnd(12)} ${q.offOverOn.toFixed(2)}×`),
   ].join("\n");
 }

@@ -22,6 +22,7 @@ describe("bench defer", { timeout: 120_000 }, () => {
     assert.equal(r.ratios.length, DEFER_DATA.length);
     const text = formatDeferBench(r);
     assert.match(text, /defer-on +small-64/);
+    assert.match(text, /defer-off +recvmsg-1000/, "the socket-reader workload is reported");
     assert.match(text, /defer-off \/ defer-on/);
   });
 
