@@ -23,22 +23,23 @@
  */
 
 import { parentPort, workerData } from "node:worker_threads";
-import { ringAttach, ringPopBulk, ringPushBulk, ringSpace } from "../core/ring.js";
+import { ringAttach, ringCount, ringPopBulk, ringPushBulk, ringSpace } from "../core/ring.js";
 import { pageFragCacheDrain } from "../mm/page-frag.js";
 import { kfree } from "../mm/mm.js";
 import { kmalloc } from "../mm/kmalloc.js";
 import { skbDataPtr, skbLen } from "../skb/access.js";
-import { type NapiSkbOwner, napiAllocSkb } from "../skb/alloc.js";
+import { type NapiSkbOwner, napiAllocSkb, napiBuildSkb } from "../skb/alloc.js";
+import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy } from "../drivers/host-common.js";
+import { type PagePool, pagePoolAllocPage, pagePoolPutPage } from "../mm/page-pool.js";
+import { NET_SKB_PAD, SKB_FLAGS, SKBF_PP_RECYCLE } from "../skb/layout.js";
 import { createSkbCpu, NAPI_STAT_DEFERRED, type SkbCpu } from "../skb/cpu.js";
-import { __skbPut } from "../skb/data.js";
+import { __skbPut, skbReserve } from "../skb/data.js";
 import {
   skbAttemptDeferFree,
   skbDeferFreeFlush,
   skbDeferInstall,
-  skbDeferKickSeq,
   skbDeferSlotStats,
   skbDeferUninstall,
-  skbDeferWaitKick,
 } from "../skb/defer.js";
 import { napiConsumeSkb } from "../skb/free.js";
 import { attachSkbMemory, type SkbMemoryDescription } from "../skb/memory.js";
@@ -51,7 +52,7 @@ export interface DeferBenchWorkerConfig {
   readonly cpu: number;
   readonly ring: string;
   readonly burst: number;
-  /** Int32Array: [0] barrier arrivals, [1] consumer done. */
+  /** Int32Array: [0] barrier arrivals, [1] consumer done, [2..5] doorbells and sleeping flags, [6] nap word. */
   readonly ctl: SharedArrayBuffer;
   /** skb_defer_max override (default: the 6.19 profile's 128). */
   readonly deferMax?: number;
@@ -69,6 +70,13 @@ export interface DeferBenchRun {
    * skbAttemptDeferFree (tcp_eat_recv_skb), instead of only freeing.
    */
   readonly recv: boolean;
+  /**
+   * The producer is a NIC driver with a page pool: each frame is a whole
+   * pool page (napiBuildSkb around it, pp_recycle set), so a free on the
+   * pool's CPU recycles the page directly and a free elsewhere goes through
+   * the pool's locked recycle ring.
+   */
+  readonly pool: boolean;
   readonly packets: number;
 }
 
@@ -91,24 +99,54 @@ export interface DeferBenchSegment {
 
 const BARRIER = 0;
 const DONE = 1;
+/** Consumer's doorbell (bumped by the producer after a push while the consumer sleeps) and its sleeping flag. */
+const CBELL = 2;
+const CSLEEP = 3;
+/** Producer's doorbell (bumped by the consumer after a pop while the producer sleeps on a full ring) and its flag. */
+const PBELL = 4;
+const PSLEEP = 5;
+/** Word the drain loop naps on (never notified). */
+const NAP = 6;
 
 function hrnow(): number {
   return Number(process.hrtime.bigint());
 }
 
-/** Empty polls before a worker sleeps, and how long it sleeps (both cases alike). */
+/** Empty polls before a worker sleeps (both cases alike). */
 const SPIN = 1024;
-const SLEEP_MS = 0.02;
+/** Longest sleep; a doorbell normally ends it first. */
+const SLEEP_MS = 1;
 
-/** Back off after a run of empty polls: spin first, then a short sleep. */
+/** Back off after a run of empty polls: spin first, then a short nap (the producer's drain loop only). */
 function backoff(ctl: Int32Array, idle: number): number {
   if (idle < SPIN) return idle + 1;
-  Atomics.wait(ctl, 3, 0, SLEEP_MS);
+  Atomics.wait(ctl, NAP, 0, 0.02);
   return 0;
 }
 
+/**
+ * Sleep on doorbell `bell` until the other side rings it, unless `ready()`
+ * turns true once the flag is up (a ring between the last poll and the
+ * flag would otherwise be missed): flag, read the bell, re-check, wait.
+ */
+function sleepOn(ctl: Int32Array, bell: number, flag: number, ready: () => boolean): void {
+  Atomics.store(ctl, flag, 1);
+  const seen = Atomics.load(ctl, bell);
+  if (!ready()) Atomics.wait(ctl, bell, seen, SLEEP_MS);
+  Atomics.store(ctl, flag, 0);
+}
+
+/** Ring the other side's doorbell if it sleeps. */
+function ring(ctl: Int32Array, bell: number, flag: number): void {
+  if (Atomics.load(ctl, flag) === 1) {
+    Atomics.add(ctl, bell, 1);
+    Atomics.notify(ctl, bell);
+  }
+}
+
 function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRun, ctl: Int32Array): DeferBenchSegment {
-  const ring = ringAttach(cpu.arena, cfg.ring);
+  const hand = ringAttach(cpu.arena, cfg.ring);
+  const hasRoom = () => ringSpace(hand) > 0;
   const buf = new Uint32Array(cfg.burst);
   const napi: NapiSkbOwner = { dev: 1, napiId: 1, skb: 0 };
   const before = skbDeferSlotStats(cpu.mem, cpu.id);
@@ -117,6 +155,8 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
   let produced = 0;
   let allocFails = 0;
   let idle = 0;
+  // A fresh pool per segment, so every segment starts from the same state.
+  const pool = cmd.pool ? hostPoolCreate(cpu) : null;
   barrier(ctl);
   const t = hrnow();
   while (produced < n) {
@@ -124,11 +164,11 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     skbDeferFreeFlush(cpu);
     let k = n - produced;
     if (k > buf.length) k = buf.length;
-    const room = ringSpace(ring);
+    const room = ringSpace(hand);
     if (k > room) k = room;
     let i = 0;
     for (; i < k; i++) {
-      const skb = napiAllocSkb(cpu, napi, len);
+      const skb = pool === null ? napiAllocSkb(cpu, napi, len) : poolFrameSkb(cpu, pool);
       if (skb === 0) {
         allocFails++;
         break;
@@ -140,22 +180,24 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     }
     if (i === 0) {
       // Ring full: keep polling (draining the list at the top of the loop);
-      // after a while sleep until a half-full list kicks us.
+      // after a while sleep until the consumer makes room.
       if (++idle > SPIN) {
-        skbDeferWaitKick(cpu, skbDeferKickSeq(cpu), SLEEP_MS);
+        sleepOn(ctl, PBELL, PSLEEP, hasRoom);
         idle = 0;
       }
       continue;
     }
     idle = 0;
-    ringPushBulk(ring, buf, 0, i);
+    ringPushBulk(hand, buf, 0, i);
     produced += i;
+    ring(ctl, CBELL, CSLEEP);
   }
   // Everything the consumer deferred to us before it raised "done" is on the list now.
   while (Atomics.load(ctl, DONE) === 0) {
     if (skbDeferFreeFlush(cpu) === 0) idle = backoff(ctl, idle);
   }
   skbDeferFreeFlush(cpu);
+  if (pool !== null) hostPoolDestroy(cpu, pool);
   const after = skbDeferSlotStats(cpu.mem, cpu.id);
   return {
     type: "segment",
@@ -172,7 +214,8 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
 }
 
 function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRun, ctl: Int32Array): DeferBenchSegment {
-  const ring = ringAttach(cpu.arena, cfg.ring);
+  const hand = ringAttach(cpu.arena, cfg.ring);
+  const hasFrames = () => ringCount(hand) > 0;
   const buf = new Uint32Array(cfg.burst);
   const before = skbDeferSlotStats(cpu.mem, cpu.id);
   const attempts0 = cpu.stats[NAPI_STAT_DEFERRED] as number;
@@ -186,12 +229,16 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
   barrier(ctl);
   while (consumed < n) {
     skbDeferFreeFlush(cpu);
-    const k = ringPopBulk(ring, buf, 0, buf.length);
+    const k = ringPopBulk(hand, buf, 0, buf.length);
     if (k === 0) {
-      idle = backoff(ctl, idle);
+      if (++idle > SPIN) {
+        sleepOn(ctl, CBELL, CSLEEP, hasFrames);
+        idle = 0;
+      }
       continue;
     }
     idle = 0;
+    ring(ctl, PBELL, PSLEEP);
     if (user === 0) {
       for (let i = 0; i < k; i++) napiConsumeSkb(cpu, buf[i] as number, 64);
     } else {
@@ -221,6 +268,20 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     casRetries: after.casRetries - before.casRetries,
     allocFails: 0,
   };
+}
+
+/** A page-pool RX frame as a driver builds it: a pool page, a cached head around it, pp_recycle, NET_SKB_PAD reserved. */
+function poolFrameSkb(cpu: SkbCpu, pool: PagePool): number {
+  const page = pagePoolAllocPage(pool);
+  if (page === 0) return 0;
+  const skb = napiBuildSkb(cpu, page, HOST_BUF_SIZE);
+  if (skb === 0) {
+    pagePoolPutPage(pool, page, true);
+    return 0;
+  }
+  cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
+  skbReserve(cpu, skb, NET_SKB_PAD);
+  return skb;
 }
 
 /** Two-party barrier on ctl[0]; the controller resets it before each segment. */

@@ -16,7 +16,14 @@
  * | defer-off | CPU 1's own NAPI cache (flushed to the slab 32 at a time) and the data  |
  * |           | freed on CPU 1 (the 5.12 way); CPU 0's cache refills from the slab      |
  *
- * A third workload, `recvmsg-1000`, makes CPU 1 a socket reader, the case
+ * `pp-1500` is a NIC driver's RX: every frame is a whole page-pool page
+ * (napiBuildSkb around it, pp_recycle). Freed on CPU 1 the page goes back
+ * through the pool's locked recycle ring; deferred, CPU 0 frees it in NAPI
+ * context and the page recycles straight into the pool's alloc cache (the
+ * kernel's napi_pp_put_page with napi_safe), which is what deferral buys a
+ * page-pool driver.
+ *
+ * `recvmsg-1000` makes CPU 1 a socket reader, the case
  * deferral was written for (commit 68822bdf76f1: frees moved out of
  * recvmsg to the CPU that allocated the skb): it copies every 1000-byte
  * payload to a user buffer (skb_copy_datagram_iter) and frees in process
@@ -33,6 +40,9 @@
  * shared slab (no per-CPU freelists, unlike SLUB) freeing where an object
  * was allocated buys no locality here. When the consumer is the slower side
  * (recvmsg), taking the frees off it is what deferral buys.
+ *
+ * Idle sides spin 1024 polls, then sleep on a doorbell the other side rings
+ * (consumer: after a push; producer on a full ring: after a pop).
  *
  * @module
  */
@@ -54,9 +64,10 @@ export type DeferCase = (typeof DEFER_CASES)[number];
  * context), the case deferral was written for.
  */
 export const DEFER_DATA = [
-  { name: "small-64", len: 64, recv: false },
-  { name: "frag-1000", len: 1000, recv: false },
-  { name: "recvmsg-1000", len: 1000, recv: true },
+  { name: "small-64", len: 64, recv: false, pool: false },
+  { name: "frag-1000", len: 1000, recv: false, pool: false },
+  { name: "pp-1500", len: 1500, recv: false, pool: true },
+  { name: "recvmsg-1000", len: 1000, recv: true, pool: false },
 ] as const;
 
 /** Options of the defer benchmark. */
@@ -163,7 +174,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
   const ring = "bench:0>1";
   const mem = createSkbMemory({ arenaSize: 64 << 20, maxCpus: 2, debug: false, extraRegions: [ringRegionSpec(ring, ringSize)] });
   ringCreate(mem.arena, ring);
-  const ctlSab = new SharedArrayBuffer(16);
+  const ctlSab = new SharedArrayBuffer(32);
   const ctl = new Int32Array(ctlSab);
   const mk = (role: "producer" | "consumer", cpu: number): Worker => {
     const cfg: DeferBenchWorkerConfig = { mem: mem.describe(), role, cpu, ring, burst, ctl: ctlSab, deferMax: o.deferMax };
@@ -178,7 +189,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
     const segment = async (c: DeferCase, d: (typeof DEFER_DATA)[number], n: number) => {
       Atomics.store(ctl, 0, 0);
       Atomics.store(ctl, 1, 0);
-      const cmd: DeferBenchRun = { op: "run", defer: c === "defer-on", len: d.len, recv: d.recv, packets: n };
+      const cmd: DeferBenchRun = { op: "run", defer: c === "defer-on", len: d.len, recv: d.recv, pool: d.pool, packets: n };
       const c0 = slabCalls(mem);
       const pp = next(prod, "segment");
       const cp = next(cons, "segment");

@@ -65,7 +65,9 @@ Usage:
   skb bench cpumap [--packets N] redirect frames between two worker CPUs; heads built
                                  in bulk (8 per napiSkbCacheGetBulk) vs one by one
   skb bench defer [--packets N]  frees on a remote worker CPU: deferred to the
-                                 allocating CPU (skbAttemptDeferFree) vs freed there
+                                 allocating CPU (skbAttemptDeferFree) vs freed there;
+                                 small-64, frag-1000, pp-1500 (page-pool RX) and
+                                 recvmsg-1000 (a socket reader copying payloads)
   skb bench e2e [--duration S]   root: iperf3 tcp1/tcp4/udp64/udp1400 between two network
                                  namespaces through skb forward (TAPs + NAT, cache off
                                  and on) vs the kernel's own NAT (veth + nft masquerade);

@@ -23,6 +23,7 @@ describe("bench defer", { timeout: 120_000 }, () => {
     const text = formatDeferBench(r);
     assert.match(text, /defer-on +small-64/);
     assert.match(text, /defer-off +recvmsg-1000/, "the socket-reader workload is reported");
+    assert.match(text, /defer-on +pp-1500/, "the page-pool RX workload is reported (its pages are in the leak check)");
     assert.match(text, /defer-off \/ defer-on/);
   });
 
