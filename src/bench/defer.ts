@@ -52,6 +52,7 @@ import { Worker } from "node:worker_threads";
 import { ringCreate, ringRegionSpec } from "../core/ring.js";
 import { mmSlabInfo } from "../mm/mm.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
+import { cpuRoundTripLine, cpuRoundTripNs } from "./cpu-pingpong.js";
 import type { DeferBenchRun, DeferBenchSegment, DeferBenchWorkerConfig } from "./defer-worker.js";
 
 /** Case names, in run order within a round. */
@@ -120,6 +121,8 @@ export interface DeferBenchResult {
   deferMax: number;
   node: string;
   cpus: number;
+  /** Cache-line round trip between two worker CPUs before and after the run, ns (see cpu-pingpong.ts). */
+  cpuRoundTripNs: number[];
   results: DeferBenchRow[];
   /** defer-off ns / defer-on ns per payload (> 1: deferral is faster). */
   ratios: { data: string; offOverOn: number }[];
@@ -171,6 +174,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
   if (!Number.isInteger(packets) || packets < 1024) throw new RangeError(`bench defer: --packets must be an integer >= 1024, got ${packets}`);
   if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`bench defer: --rounds must be >= 1, got ${rounds}`);
   if (!Number.isInteger(burst) || burst < 1 || burst > ringSize) throw new RangeError(`bench defer: burst ${burst} must be in 1..${ringSize}`);
+  const cpuRoundTrip = await cpuRoundTripNs();
   const ring = "bench:0>1";
   const mem = createSkbMemory({ arenaSize: 64 << 20, maxCpus: 2, debug: false, extraRegions: [ringRegionSpec(ring, ringSize)] });
   ringCreate(mem.arena, ring);
@@ -271,6 +275,7 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
     deferMax: o.deferMax ?? 128,
     node: process.version,
     cpus: availableParallelism(),
+    cpuRoundTripNs: [cpuRoundTrip, await cpuRoundTripNs()],
     results,
     ratios,
   };
@@ -297,6 +302,7 @@ export function formatDeferBench(r: DeferBenchResult): string {
   return [
     `bench defer — profile ${r.profile}, 2 worker CPUs (${r.cpus} available), ${r.rounds} rounds × ${r.packets} packets per case, ` +
       `burst ${r.burst}, ring ${r.ringSize}, skb_defer_max ${r.deferMax}, Node ${r.node}`,
+    cpuRoundTripLine(r.cpuRoundTripNs),
     "",
     line(head),
     line(w.map((n) => "-".repeat(n))),

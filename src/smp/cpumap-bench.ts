@@ -9,6 +9,7 @@
  * @module
  */
 
+import { cpuRoundTripLine, cpuRoundTripNs } from "../bench/cpu-pingpong.js";
 import { Worker } from "node:worker_threads";
 import { mmSlabInfo } from "../mm/mm.js";
 import { createSkbMemory } from "../skb/memory.js";
@@ -36,6 +37,8 @@ export interface CpumapBenchResult {
   bench: "cpumap";
   packets: number;
   rounds: number;
+  /** Cache-line round trip between two worker CPUs before and after the run, ns (see cpu-pingpong.ts). */
+  cpuRoundTripNs: number[];
   results: CpumapBenchRow[];
   received: number;
   accounting: { ok: boolean; problems: string[] };
@@ -78,6 +81,7 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
   const packets = o.packets ?? 1_000_000;
   const rounds = o.rounds ?? 5;
   if (!Number.isInteger(packets) || packets < 64) throw new RangeError(`cpumap bench: packets ${packets} must be >= 64`);
+  const cpuRoundTrip = await cpuRoundTripNs();
   const mem = createSkbMemory({ arenaSize: 64 << 20, maxCpus: 2, extraRegions: cpumapRegionSpecs("0to1", 2048) });
   cpumapCreate(mem.arena, "0to1");
   const mk = (role: "producer" | "consumer", cpu: number) => {
@@ -137,6 +141,7 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
     bench: "cpumap",
     packets,
     rounds,
+    cpuRoundTripNs: [cpuRoundTrip, await cpuRoundTripNs()],
     results: [row(false, off, seg.gcOff), row(true, on, seg.gcOn)],
     received: cs.received as number,
     accounting: { ok: problems.length === 0, problems },
@@ -147,6 +152,7 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
 export function formatCpumapBench(r: CpumapBenchResult): string {
   return [
     `skb bench cpumap — 2 worker CPUs, ${r.rounds} rounds × ${r.packets} frames per mode`,
+    cpuRoundTripLine(r.cpuRoundTripNs),
     "",
     "bulk heads   Mpps  ns/pkt  GCs  on/off",
     "----------  -----  ------  ---  ------",

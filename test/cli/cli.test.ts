@@ -156,6 +156,7 @@ describe("skb CLI", () => {
     assert.equal(j.bench, "cpumap");
     assert.deepEqual(j.results.map((x: { bulkHeads: string }) => x.bulkHeads), ["off", "on"]);
     assert.equal(j.accounting.ok, true);
+    assert.ok(j.cpuRoundTripNs.length === 2 && j.cpuRoundTripNs.every((ns: number) => ns > 0), "cross-CPU round trip before and after");
   });
 
   it("bench defer compares remote frees deferred vs freed in place", () => {
@@ -163,6 +164,9 @@ describe("skb CLI", () => {
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out);
     assert.ok(Array.isArray(j.results) && j.results.length > 0);
+    assert.ok(j.cpuRoundTripNs.length === 2 && j.cpuRoundTripNs.every((ns: number) => ns > 0), "cross-CPU round trip before and after");
+    const text = skb(["bench", "defer", "--packets", "2048", "--rounds", "1"]);
+    assert.match(text.out, /cross-CPU cache-line round trip .* before \/ after: \d+ \/ \d+ ns/);
   });
 
   it("bad flags and commands exit 2 with a clear message", () => {
