@@ -28,12 +28,10 @@ import { pageFragCacheDrain } from "../mm/page-frag.js";
 import { kfree } from "../mm/mm.js";
 import { kmalloc } from "../mm/kmalloc.js";
 import { skbDataPtr, skbLen } from "../skb/access.js";
-import { type NapiSkbOwner, napiAllocSkb, napiBuildSkb } from "../skb/alloc.js";
-import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy } from "../drivers/host-common.js";
-import { type PagePool, pagePoolAllocPage, pagePoolPutPage } from "../mm/page-pool.js";
-import { NET_SKB_PAD, SKB_FLAGS, SKBF_PP_RECYCLE } from "../skb/layout.js";
+import { type NapiSkbOwner, napiAllocSkb } from "../skb/alloc.js";
+import { hostPoolCreate, hostPoolDestroy, ppRxSkb } from "../drivers/host-common.js";
 import { createSkbCpu, NAPI_STAT_DEFERRED, type SkbCpu } from "../skb/cpu.js";
-import { __skbPut, skbReserve } from "../skb/data.js";
+import { __skbPut } from "../skb/data.js";
 import {
   skbAttemptDeferFree,
   skbDeferFreeFlush,
@@ -168,7 +166,7 @@ function runProducer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     if (k > room) k = room;
     let i = 0;
     for (; i < k; i++) {
-      const skb = pool === null ? napiAllocSkb(cpu, napi, len) : poolFrameSkb(cpu, pool);
+      const skb = pool === null ? napiAllocSkb(cpu, napi, len) : ppRxSkb(cpu, pool);
       if (skb === 0) {
         allocFails++;
         break;
@@ -268,20 +266,6 @@ function runConsumer(cfg: DeferBenchWorkerConfig, cpu: SkbCpu, cmd: DeferBenchRu
     casRetries: after.casRetries - before.casRetries,
     allocFails: 0,
   };
-}
-
-/** A page-pool RX frame as a driver builds it: a pool page, a cached head around it, pp_recycle, NET_SKB_PAD reserved. */
-function poolFrameSkb(cpu: SkbCpu, pool: PagePool): number {
-  const page = pagePoolAllocPage(pool);
-  if (page === 0) return 0;
-  const skb = napiBuildSkb(cpu, page, HOST_BUF_SIZE);
-  if (skb === 0) {
-    pagePoolPutPage(pool, page, true);
-    return 0;
-  }
-  cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
-  skbReserve(cpu, skb, NET_SKB_PAD);
-  return skb;
 }
 
 /** Two-party barrier on ctl[0]; the controller resets it before each segment. */

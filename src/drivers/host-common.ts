@@ -56,27 +56,41 @@ export function hostPoolDestroy(cpu: SkbCpu, pool: PagePool): void {
 }
 
 /**
- * Copy template `t` into a fresh page-pool page and build an skb around it
- * (head from the NAPI cache, `pp_recycle` set, CHECKSUM_UNNECESSARY: the
- * template's checksums are right and the patches keep them right). Returns the skb with data at
- * the frame start, or 0 when no page or head was available. Allocates no JS
- * objects.
+ * A NIC driver's RX buffer: a fresh page-pool page with an skb built around
+ * it (head from the NAPI cache, `pp_recycle` set, NET_SKB_PAD reserved, no
+ * data yet; the frame goes at skb->data, at most
+ * HOST_BUF_SIZE - NET_SKB_PAD - SHINFO_SIZE bytes). Returns 0 when no page
+ * or head was available (a page already taken goes back to the pool).
+ * Allocates no JS objects.
  */
-export function hostFrameSkb(cpu: SkbCpu, pool: PagePool, t: ArenaTemplate): number {
+export function ppRxSkb(cpu: SkbCpu, pool: PagePool): number {
   const page = pagePoolAllocPage(pool);
   if (page === 0) return 0;
-  const data = page + NET_SKB_PAD;
-  cpu.u8.copyWithin(data, t.addr, t.addr + t.len);
   const skb = napiBuildSkb(cpu, page, HOST_BUF_SIZE);
   if (skb === 0) {
     pagePoolPutPage(pool, page, true);
     return 0;
   }
   cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
+  skbReserve(cpu, skb, NET_SKB_PAD);
+  return skb;
+}
+
+/**
+ * Copy template `t` into a fresh page-pool page and build an skb around it
+ * ({@link ppRxSkb}; CHECKSUM_UNNECESSARY: the template's checksums are
+ * right and the patches keep them right). Returns the skb with data at the
+ * frame start, or 0 when no page or head was available. Allocates no JS
+ * objects.
+ */
+export function hostFrameSkb(cpu: SkbCpu, pool: PagePool, t: ArenaTemplate): number {
+  const skb = ppRxSkb(cpu, pool);
+  if (skb === 0) return 0;
+  const data = cpu.u32[(skb + SKB_DATA) >>> 2] as number;
+  cpu.u8.copyWithin(data, t.addr, t.addr + t.len);
   // A host's own packets carry checksums it computed: like a stack handing
   // veth a checksummed skb, the receiver need not verify them again.
   cpu.u8[skb + SKB_IP_SUMMED] = CHECKSUM_UNNECESSARY;
-  skbReserve(cpu, skb, NET_SKB_PAD);
   __skbPut(cpu, skb, t.len);
   return skb;
 }

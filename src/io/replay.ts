@@ -32,12 +32,12 @@ import { extname } from "node:path";
 import { groFlush } from "../core/gro.js";
 import { devQueueXmit, type NetDevice, RX_DROPPED, TX_DROPPED } from "../core/netdev.js";
 import { napiCompleteDone, type NapiStruct, napiSchedule, netifNapiAdd, netRxAction } from "../core/napi.js";
-import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy } from "../drivers/host-common.js";
+import { HOST_BUF_SIZE, hostPoolCreate, hostPoolDestroy, ppRxSkb } from "../drivers/host-common.js";
 import { PG_RX, PG_TX } from "../drivers/pktgen.js";
 import { SK_RX, SK_TX } from "../drivers/sink.js";
 import { VethPriv, type VethRecvFn, vethTxRoom } from "../drivers/veth.js";
 import { allocPage } from "../mm/page-alloc.js";
-import { type PagePool, pagePoolAllocPage, pagePoolPutPage } from "../mm/page-pool.js";
+import type { PagePool } from "../mm/page-pool.js";
 import { nfConntrackCount } from "../net/conntrack.js";
 import { skbChecksumHelp } from "../net/ipv4.js";
 import { ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ipv4ToString } from "../net/proto.js";
@@ -45,9 +45,9 @@ import { skbVlanTagGet, skbVlanTagPresent, skbVlanProto, vlanInsertTag } from ".
 import { routerAddNeighbour, routerAddRoute, routerHasNeighbour, RT_STAT_NAMES } from "../router/router.js";
 import { type Accounting, type LeakReport, type Scenario, scenarioAccounting, scenarioCreate, scenarioDestroy } from "../router/scenario.js";
 import { be16, be32, fragDesc, skbHeadlen, skbShinfo } from "../skb/access.js";
-import { napiBuildSkb, netdevAllocSkb } from "../skb/alloc.js";
+import { netdevAllocSkb } from "../skb/alloc.js";
 import type { SkbCpu } from "../skb/cpu.js";
-import { __skbPut, skbPut, skbAddRxFrag, skbReserve } from "../skb/data.js";
+import { __skbPut, skbPut, skbAddRxFrag } from "../skb/data.js";
 import { DROP_REASON_NAMES } from "../skb/drop-reason.js";
 import { kfreeSkb, napiConsumeSkb } from "../skb/free.js";
 import {
@@ -62,11 +62,9 @@ import {
   SHINFO_SIZE,
   SKB_DATA,
   SKB_DEV,
-  SKB_FLAGS,
   SKB_IP_SUMMED,
   SKB_LEN,
   SKB_NEXT,
-  SKBF_PP_RECYCLE,
 } from "../skb/layout.js";
 import { napiCacheIsEnabled, napiCacheSetEnabled } from "../skb/napi-cache.js";
 import {
@@ -100,16 +98,9 @@ export const CAPTURE_FRAME_MAX = CAPTURE_HEAD_LEN + MAX_SKB_FRAGS * 4096;
  */
 export function captureFrameSkb(cpu: SkbCpu, pool: PagePool, src: Uint8Array, off: number, len: number): number {
   if (len <= CAPTURE_PAGE_FRAME_MAX) {
-    const page = pagePoolAllocPage(pool);
-    if (page === 0) return 0;
-    cpu.u8.set(src.subarray(off, off + len), page + NET_SKB_PAD);
-    const skb = napiBuildSkb(cpu, page, HOST_BUF_SIZE);
-    if (skb === 0) {
-      pagePoolPutPage(pool, page, true);
-      return 0;
-    }
-    cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | SKBF_PP_RECYCLE;
-    skbReserve(cpu, skb, NET_SKB_PAD);
+    const skb = ppRxSkb(cpu, pool);
+    if (skb === 0) return 0;
+    cpu.u8.set(src.subarray(off, off + len), cpu.u32[(skb + SKB_DATA) >>> 2] as number);
     __skbPut(cpu, skb, len);
     return skb;
   }
