@@ -124,8 +124,12 @@ export interface DeferBenchResult {
   /** Cache-line round trip between two worker CPUs before and after the run, ns (see cpu-pingpong.ts). */
   cpuRoundTripNs: number[];
   results: DeferBenchRow[];
-  /** defer-off ns / defer-on ns per payload (> 1: deferral is faster). */
-  ratios: { data: string; offOverOn: number }[];
+  /**
+   * defer-off ns / defer-on ns per workload (> 1: deferral is faster):
+   * median, min and max over rounds of the ratio of each round's two
+   * adjacent segments, and the ratio of the two medians.
+   */
+  ratios: { data: string; offOverOn: number; minOffOverOn: number; maxOffOverOn: number; ofMedians: number }[];
 }
 
 type Reply = DeferBenchSegment | { type: "ready" } | { type: "stopped" } | { type: "error"; message: string };
@@ -260,10 +264,19 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
       });
     }
   }
+  // Paired: off / on of the two adjacent segments of each round, so a change
+  // of the machine's cross-CPU latency mid-run hits both sides of a pair.
   const ratios = DEFER_DATA.map((d) => {
-    const on = results.find((r) => r.case === "defer-on" && r.data === d.name)?.nsPerPkt ?? Number.NaN;
-    const off = results.find((r) => r.case === "defer-off" && r.data === d.name)?.nsPerPkt ?? Number.NaN;
-    return { data: d.name, offOverOn: round2(off / on) };
+    const on = samples.get(`defer-on/${d.name}`)?.ns ?? [];
+    const off = samples.get(`defer-off/${d.name}`)?.ns ?? [];
+    const per = on.map((x, i) => (off[i] as number) / x);
+    return {
+      data: d.name,
+      offOverOn: round2(median(per)),
+      minOffOverOn: round2(Math.min(...per)),
+      maxOffOverOn: round2(Math.max(...per)),
+      ofMedians: round2(median(off) / median(on)),
+    };
   });
   return {
     bench: "defer",
@@ -308,7 +321,10 @@ export function formatDeferBench(r: DeferBenchResult): string {
     line(w.map((n) => "-".repeat(n))),
     ...rows.map(line),
     "",
-    "defer-off / defer-on (median ns per packet; > 1 means deferral is faster):",
-    ...r.ratios.map((q) => `  ${q.data.padEnd(12)} ${q.offOverOn.toFixed(2)}×`),
+    "defer-off / defer-on, paired per round (> 1 means deferral is faster): median (min–max); ratio of medians",
+    ...r.ratios.map(
+      (q) =>
+        `  ${q.data.padEnd(12)} ${q.offOverOn.toFixed(2)}× (${q.minOffOverOn.toFixed(2)}–${q.maxOffOverOn.toFixed(2)}); ${q.ofMedians.toFixed(2)}×`,
+    ),
   ].join("\n");
 }

@@ -20,6 +20,11 @@ describe("bench defer", { timeout: 120_000 }, () => {
       else assert.deepEqual([x.deferredPct, x.freedFullPct, x.kicksPerMpkt], [0, 0, 0]);
     }
     assert.equal(r.ratios.length, DEFER_DATA.length);
+    for (const q of r.ratios) {
+      // Paired per round: the median lies within the rounds' range.
+      assert.ok(q.minOffOverOn <= q.offOverOn && q.offOverOn <= q.maxOffOverOn, `${q.data}: ${JSON.stringify(q)}`);
+      assert.ok(q.ofMedians > 0);
+    }
     const text = formatDeferBench(r);
     assert.match(text, /defer-on +small-64/);
     assert.match(text, /defer-off +recvmsg-1000/, "the socket-reader workload is reported");

@@ -155,6 +155,8 @@ describe("skb CLI", () => {
     const j = JSON.parse(r.out);
     assert.equal(j.bench, "cpumap");
     assert.deepEqual(j.results.map((x: { bulkHeads: string }) => x.bulkHeads), ["off", "on"]);
+    const on = j.results[1];
+    assert.ok(on.minRatio <= on.ratio && on.ratio <= on.maxRatio && on.ratioOfMedians > 0, JSON.stringify(on));
     assert.equal(j.accounting.ok, true);
     assert.ok(j.cpuRoundTripNs.length === 2 && j.cpuRoundTripNs.every((ns: number) => ns > 0), "cross-CPU round trip before and after");
   });
