@@ -65,7 +65,17 @@ export interface E2eResult {
   rounds: number;
   results: E2eRow[];
   /** Final reports of the two skb forward processes (leak check). */
-  routers: { cache: "on" | "off"; ok: boolean | null; forwarded: number | null; packets: number | null; gcs: number | null; heapAllocated: number | null; exitCode: number | null }[];
+  routers: {
+    cache: "on" | "off";
+    ok: boolean | null;
+    forwarded: number | null;
+    packets: number | null;
+    /** netRxAction runs (loop turns and readiness callbacks): packets / polls is the batch size. */
+    polls: number | null;
+    gcs: number | null;
+    heapAllocated: number | null;
+    exitCode: number | null;
+  }[];
   notes: string[];
 }
 
@@ -358,6 +368,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       let ok: boolean | null = null;
       let forwarded: number | null = null;
       let packets: number | null = null;
+      let polls: number | null = null;
       let gcs: number | null = null;
       let heapAllocated: number | null = null;
       const last = rt.out().trim().split("\n").pop() ?? "";
@@ -367,13 +378,14 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
           ok = rep.ok === true;
           forwarded = (rep.stats?.router?.forwarded as number | undefined) ?? null;
           packets = (rep.loop?.packets as number | undefined) ?? null;
+          polls = (rep.loop?.runs as number | undefined) ?? null;
           gcs = (rep.loop?.gcs as number | undefined) ?? null;
           heapAllocated = (rep.loop?.heapAllocated as number | undefined) ?? null;
         }
       } catch {
         // no report
       }
-      reports.push({ cache: rt.cache, ok, forwarded, packets, gcs, heapAllocated, exitCode: ex === null ? null : ex.code });
+      reports.push({ cache: rt.cache, ok, forwarded, packets, polls, gcs, heapAllocated, exitCode: ex === null ? null : ex.code });
     }
     return { duration: o.duration, rounds: o.rounds, results, routers: reports, notes };
   } finally {
@@ -416,6 +428,7 @@ export function formatE2eBench(res: E2eResult): string {
       (r) =>
         `skb forward (cache ${r.cache}): exit ${r.exitCode}, forwarded ${r.forwarded ?? "?"}, ` +
         `${r.gcs ?? "?"} GCs over ${r.packets ?? "?"} packets polled` +
+        `${r.polls && r.packets !== null ? ` in ${r.polls} polls (${(r.packets / r.polls).toFixed(1)} per poll)` : ""}` +
         `${r.heapAllocated !== null && r.packets ? ` (${(r.heapAllocated / r.packets).toFixed(1)} heap bytes allocated per packet)` : ""}, leak check ${r.ok === null ? "no report" : r.ok ? "ok" : "LEAKS"}`,
     ),
     ...res.notes.map((n) => `note: ${n}`),
