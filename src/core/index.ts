@@ -3,6 +3,7 @@
  * @module
  */
 export * from "./gro.js";
+export * from "./gro-frags.js";
 export * from "./gso.js";
 export * from "./loop.js";
 export * from "./napi.js";

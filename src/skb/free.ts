@@ -395,13 +395,22 @@ export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
   napiSkbCachePut(cpu, skb);
 }
 
-/** 6.19 `napi_skb_free_stolen_head` with slow_gro set: conntrack, dst, extensions, destructor. */
+/** 6.19 `napi_skb_free_stolen_head` with slow_gro set: dst, then conntrack, extensions, destructor. */
 function stolenHeadSlowGro(cpu: SkbCpu, skb: number): void {
+  cpu.u32[(skb + SKB_DST) >>> 2] = 0;
+  skbSlowGroRelease(cpu, skb);
+}
+
+/**
+ * The slow_gro part of the 5.15+ stolen-head and reuse paths: drop
+ * conntrack (`nf_reset_ct`) and extensions (`skb_ext_reset`), orphan the
+ * skb (run its destructor, clear destructor and sk), clear slow_gro.
+ */
+export function skbSlowGroRelease(cpu: SkbCpu, skb: number): void {
   const u32 = cpu.u32;
   const ct = u32[(skb + SKB_NFCT) >>> 2] as number;
   if (ct !== 0 && nfctPut !== null) nfctPut(cpu, ct);
   u32[(skb + SKB_NFCT) >>> 2] = 0;
-  u32[(skb + SKB_DST) >>> 2] = 0;
   u32[(skb + SKB_EXTENSIONS) >>> 2] = 0;
   const d = u32[(skb + SKB_DESTRUCTOR) >>> 2] as number;
   if (d !== 0) {

@@ -41,6 +41,10 @@ export interface NapiProfile {
   readonly skbDeferMax: number;
   /** 6.3+: kfree_skb_list frees heads 16 at a time with one bulk call. */
   readonly bulkListFree: boolean;
+  /** `napi_reuse_skb` resets truesize to SKB_TRUESIZE(end) (5.12; gone by 6.19). */
+  readonly reuseResetsTruesize: boolean;
+  /** `napi_reuse_skb` clears gso_size, ip_summed (CHECKSUM_NONE) and the hardware timestamp (6.19). */
+  readonly reuseClearsCsum: boolean;
 }
 
 /** The seed's behaviour: 64 / 16 / 32. */
@@ -59,6 +63,8 @@ export const PROFILE_5_12: NapiProfile = Object.freeze({
   idempotentHeadState: false,
   skbDeferMax: 64,
   bulkListFree: false,
+  reuseResetsTruesize: true,
+  reuseClearsCsum: false,
 });
 
 /** Mainline 6.19: 128 / 32 / free 32 keeping 96. */
@@ -77,6 +83,8 @@ export const PROFILE_6_19: NapiProfile = Object.freeze({
   idempotentHeadState: true,
   skbDeferMax: 128,
   bulkListFree: true,
+  reuseResetsTruesize: false,
+  reuseClearsCsum: true,
 });
 
 /** Size overrides accepted on top of a profile. */

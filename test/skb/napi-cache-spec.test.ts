@@ -38,6 +38,7 @@ import {
   skbSetDeferFree,
 } from "../../src/skb/free.js";
 import { skbClone } from "../../src/skb/clone.js";
+import { napiReuseSkb } from "../../src/core/gro-frags.js";
 import { skbAddRxFrag } from "../../src/skb/data.js";
 import { hex, skbDataref, skbFclone, skbGet, skbHeadPtr, skbShinfo, skbUsers } from "../../src/skb/access.js";
 import {
@@ -1023,6 +1024,18 @@ for (const P of PROFILES) {
       assert.equal(cpu.skbCount, c2 + 1);
       assert.equal(cpu.skbCache[c2], s2);
       assert.equal(pageRefCount(cpu.fragPages, page2), r2 - 1);
+      // Non-stolen merged-free on the frags path: recycled as napi->skb, not cached
+      // (napi_reuse_skb; the whole napiGroFrags flow is in test/core/gro-frags.test.ts).
+      const napi = { dev: 1, napiId: 1, skb: 0 };
+      const f = napiGetFrags(cpu, napi);
+      napi.skb = 0; // napi_gro_frags detached it
+      const c3 = cpu.skbCount;
+      const puts3 = napiCacheStats(cpu).puts;
+      napiReuseSkb(cpu, napi, f);
+      assert.equal(napi.skb, f, "frags path: napi->skb again");
+      assert.equal(cpu.skbCount, c3, "frags path: not put into the cache");
+      assert.equal(napiCacheStats(cpu).puts, puts3);
+      napiConsumeSkb(cpu, f, 64);
       teardownNoLeak(mem, [cpu]);
     });
 
