@@ -354,8 +354,10 @@ export async function runAllocBench(o: AllocBenchOptions = {}): Promise<AllocBen
   const samples = new Map<string, { ns: number[]; gc: number; heap: number[]; calls: number; ops: number }>();
   const key = (c: string, p: string) => `${c}/${p}`;
   try {
-    // Warm-up: let V8 optimise every segment before measuring.
-    for (const p of ALLOC_PATTERNS) for (const c of cases) runSegment(c, p, Math.min(ops, 200_000), x);
+    // Warm-up: let V8 optimise every segment before measuring — several
+    // short calls each, so the measured calls enter a normally compiled
+    // function rather than one known only as an on-stack-replaced loop.
+    for (let w = 0; w < 4; w++) for (const p of ALLOC_PATTERNS) for (const c of cases) runSegment(c, p, Math.min(ops, 50_000), x);
     await tick();
     for (let r = 0; r < rounds; r++) {
       for (const p of ALLOC_PATTERNS) {
