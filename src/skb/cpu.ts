@@ -109,6 +109,46 @@ export interface SkbCpuOptions {
   sizes?: ProfileOverrides;
 }
 
+function envCacheDefault(): boolean {
+  const v = process.env.SKBUFF_NAPI_CACHE;
+  if (v === undefined || v === "") return true;
+  const l = v.toLowerCase();
+  return !(l === "0" || l === "off" || l === "false" || l === "no");
+}
+
+/**
+ * The NAPI cache switch of this thread (initially env SKBUFF_NAPI_CACHE,
+ * default on) and the CPUs it governs. Each CPU keeps `cacheFast` = switch
+ * on and not debug, so the cache's fast paths test one field of the CPU
+ * they already hold instead of a module variable (a context load and a hole
+ * check in V8) and the debug flag.
+ */
+let napiCacheSwitch = envCacheDefault();
+const switchCpus: WeakRef<SkbCpu>[] = [];
+
+/** The NAPI cache switch of this thread (use napiCacheIsEnabled). */
+export function skbCpuCacheSwitch(): boolean {
+  return napiCacheSwitch;
+}
+
+/** Set this thread's NAPI cache switch and update every live CPU of the thread (use napiCacheSetEnabled). Cold. */
+export function skbCpuSetCacheSwitch(on: boolean): void {
+  napiCacheSwitch = on;
+  for (const r of switchCpus) {
+    const cpu = r.deref();
+    if (cpu !== undefined) cpu.cacheFast = on && !cpu.debug;
+  }
+}
+
+function registerSwitchCpu(cpu: SkbCpu): void {
+  if (switchCpus.length >= 64) {
+    let k = 0;
+    for (const r of switchCpus) if (r.deref() !== undefined) switchCpus[k++] = r;
+    switchCpus.length = k;
+  }
+  switchCpus.push(new WeakRef(cpu));
+}
+
 /** One CPU's skb context. Fields are fixed at construction (stable shape). */
 export class SkbCpu {
   /** CPU id (0-based); recorded as `alloc_cpu` on skbs built here. */
@@ -149,6 +189,8 @@ export class SkbCpu {
   irqsDisabled = false;
   /** Debug mode (slab debug): checks cached-head state. */
   readonly debug: boolean;
+  /** The cache's fast paths may run: the thread's switch is on and this is not a debug CPU. */
+  cacheFast: boolean;
   /** Profile flag copied for the hot stolen-head path. */
   readonly slowGro: boolean;
   /** NAPI cache counters, NAPI_STAT_* indices. */
@@ -194,12 +236,14 @@ export class SkbCpu {
     this.napiFrag = new PageFragCache(mem.fragPages);
     this.netdevFrag = new PageFragCache(mem.fragPages);
     this.debug = mem.config.debug;
+    this.cacheFast = napiCacheSwitch && !this.debug;
     this.slowGro = profile.slowGro;
     this.stats = new Float64Array(NAPI_STAT_MAX);
     this.drops = new Float64Array(SKB_DROP_REASON_MAX);
     this.pagePools = new Array<PagePool | undefined>(mem.config.maxPagePools + 1).fill(undefined);
     this.scratch = new Uint32Array(Math.max(64, profile.cacheSize));
     this.listScratch = new Uint32Array(16 * 4);
+    registerSwitchCpu(this);
   }
 }
 

@@ -42,32 +42,26 @@ import {
   NAPI_STAT_REFILLS,
   NAPI_STAT_SLAB_CALLS,
   type SkbCpu,
+  skbCpuCacheSwitch,
+  skbCpuSetCacheSwitch,
 } from "./cpu.js";
 import { skbZeroHead } from "./access.js";
-
-function envCacheDefault(): boolean {
-  const v = process.env.SKBUFF_NAPI_CACHE;
-  if (v === undefined || v === "") return true;
-  const l = v.toLowerCase();
-  return !(l === "0" || l === "off" || l === "false" || l === "no");
-}
-
-/** The global switch (per process / worker). Initial value: env SKBUFF_NAPI_CACHE (default on). */
-let napiCacheEnabled = envCacheDefault();
 
 /**
  * Turn the NAPI head cache on or off for this thread. When off, every
  * NAPI entry point takes heads from, and returns them to, the slab one at a
  * time (the pre-5.12 behaviour). Switching off does not drain the caches;
- * call {@link napiSkbCacheDrain} for that.
+ * call {@link napiSkbCacheDrain} for that. Applies to the thread's existing
+ * CPUs and to those created later. Initial value: env SKBUFF_NAPI_CACHE
+ * (default on).
  */
 export function napiCacheSetEnabled(on: boolean): void {
-  napiCacheEnabled = on;
+  skbCpuSetCacheSwitch(on);
 }
 
 /** Whether the NAPI head cache is on for this thread. */
 export function napiCacheIsEnabled(): boolean {
-  return napiCacheEnabled;
+  return skbCpuCacheSwitch();
 }
 
 /**
@@ -79,7 +73,7 @@ export function napiCacheIsEnabled(): boolean {
  */
 export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
   const n = cpu.skbCount;
-  if (n !== 0 && napiCacheEnabled && !cpu.debug) {
+  if (n !== 0 && cpu.cacheFast) {
     // Fast path: pop the most recently freed (cache-hot) shell. No
     // bookkeeping: hits are derived (napiCacheHits).
     cpu.skbCount = n - 1;
@@ -90,7 +84,7 @@ export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
 
 function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
   const st = cpu.stats;
-  if (!napiCacheEnabled) {
+  if (!skbCpuCacheSwitch()) {
     st[NAPI_STAT_MISSES]++;
     if (!alloc) {
       st[NAPI_STAT_GET_FAIL]++;
@@ -135,7 +129,7 @@ function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
  */
 export function napiSkbCachePut(cpu: SkbCpu, skb: number): void {
   const n = cpu.skbCount + 1;
-  if (n < cpu.cacheSize && napiCacheEnabled && !cpu.debug) {
+  if (n < cpu.cacheSize && cpu.cacheFast) {
     // Fast path: push; the stack does not become full.
     cpu.skbCache[n - 1] = skb;
     cpu.skbCount = n;
@@ -148,7 +142,7 @@ export function napiSkbCachePut(cpu: SkbCpu, skb: number): void {
 function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
   const st = cpu.stats;
   st[NAPI_STAT_PUTS]++;
-  if (!napiCacheEnabled) {
+  if (!skbCpuCacheSwitch()) {
     st[NAPI_STAT_PUTS_SLAB]++;
     st[NAPI_STAT_SLAB_CALLS]++;
     kmemCacheFree(cpu.headCache, skb);
@@ -182,7 +176,7 @@ function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
  */
 export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, n: number): number {
   const st = cpu.stats;
-  if (!napiCacheEnabled) {
+  if (!skbCpuCacheSwitch()) {
     st[NAPI_STAT_SLAB_CALLS]++;
     const k = kmemCacheAllocBulk(cpu.headCache, n, out, off, true);
     st[NAPI_STAT_BULK_DIRECT] += k;
