@@ -200,7 +200,7 @@ function checkBuildArgs(op: string, cpu: SkbCpu, data: number, fragSize: number)
 
 /** Validate builder arguments (debug mode, or fragSize 0 which needs a lookup); returns the buffer size. */
 function buildSize(op: string, cpu: SkbCpu, data: number, fragSize: number): number {
-  return fragSize === 0 || cpu.debug ? checkBuildArgs(op, cpu, data, fragSize) : fragSize;
+  return fragSize === 0 || cpu.debug === true ? checkBuildArgs(op, cpu, data, fragSize) : fragSize;
 }
 
 /**

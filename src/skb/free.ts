@@ -384,7 +384,7 @@ export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
   // costs a load and a hole check per use in V8 and counts against the
   // inlining budget of the GRO / benchmark loops this is inlined into.
   if (((cpu.u8[skb + 98 /* SKB_FLAGS */] as number) & 0x0c /* SKBF_FCLONE_MASK */) !== 0) stolenHeadFcloneError(skb);
-  if (!cpu.slowGro) {
+  if (cpu.slowGro === false) {
     const w = skb >>> 2;
     const u32 = cpu.u32;
     u32[w + 18 /* SKB_DST */] = 0;

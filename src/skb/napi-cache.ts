@@ -73,7 +73,7 @@ export function napiCacheIsEnabled(): boolean {
  */
 export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
   const n = cpu.skbCount;
-  if (n !== 0 && cpu.cacheFast) {
+  if (n !== 0 && cpu.cacheFast === true) {
     // Fast path: pop the most recently freed (cache-hot) shell. No
     // bookkeeping: hits are derived (napiCacheHits).
     cpu.skbCount = n - 1;
@@ -129,7 +129,7 @@ function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
  */
 export function napiSkbCachePut(cpu: SkbCpu, skb: number): void {
   const n = cpu.skbCount + 1;
-  if (n < cpu.cacheSize && cpu.cacheFast) {
+  if (n < cpu.cacheSize && cpu.cacheFast === true) {
     // Fast path: push; the stack does not become full.
     cpu.skbCache[n - 1] = skb;
     cpu.skbCount = n;
