@@ -624,7 +624,7 @@ function skbGroReceive(cpu: SkbCpu, gro: GroList, slot: number, skb: number, off
   if (headlen <= offset) {
     // Payload only in frags (headlen == offset: the headers were pulled): move them.
     if (pNr + skbNr > MAX_SKB_FRAGS) {
-      if (!gro.chainOnFragsFull) return GRO_FLUSH_FRAGS;
+      if (gro.chainOnFragsFull === false) return GRO_FLUSH_FRAGS;
       chain = true;
     } else {
       const src = fragDesc(skbinfo, 0);
@@ -648,7 +648,7 @@ function skbGroReceive(cpu: SkbCpu, gro: GroList, slot: number, skb: number, off
     if (pa === undefined) {
       chain = true; // kmalloc head: nothing to steal
     } else if (pNr + 1 + skbNr > MAX_SKB_FRAGS) {
-      if (!gro.chainOnFragsFull) return GRO_FLUSH_FRAGS;
+      if (gro.chainOnFragsFull === false) return GRO_FLUSH_FRAGS;
       chain = true;
     } else {
       // Steal the head: its payload becomes a frag; the page reference moves with it.

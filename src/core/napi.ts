@@ -322,7 +322,7 @@ export interface TxBatch {
  * once, so a frame is never held past the code that sent it.
  */
 export function netdevTxScheduleFlush(sd: Softnet, b: TxBatch): void {
-  if (b.txScheduled) return;
+  if (b.txScheduled === true) return;
   if (!sd.inRxAction || sd.txFlushCount === TX_FLUSH_MAX) {
     b.txFlush();
     return;

@@ -176,7 +176,7 @@ export function devCountRx(cpu: SkbCpu, dev: NetDevice, skb: number, queue: numb
  * DEV_READY. Returns NETDEV_TX_OK; the skb is always consumed.
  */
 export function devQueueXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
-  if (!dev.up) {
+  if (dev.up === false) {
     devDropSkb(cpu, dev, skb, SKB_DROP_REASON.DEV_READY, true);
     return NETDEV_TX_OK;
   }

@@ -111,7 +111,7 @@ function frameable(cpu: SkbCpu, skb: number): boolean {
 function vethXmit(cpu: SkbCpu, dev: NetDevice, skb: number): number {
   const peer = privOf(dev).peer as NetDevice;
   const rq = privOf(peer);
-  if (!peer.up) return NETDEV_TX_BUSY;
+  if (peer.up === false) return NETDEV_TX_BUSY;
   if (rq.prod - rq.cons >= VETH_RING_SIZE) return NETDEV_TX_BUSY;
   const i = rq.prod & (VETH_RING_SIZE - 1);
   const u32 = cpu.u32;

@@ -230,7 +230,7 @@ export function kmemCacheCreate(arena: Arena, id: number, o: KmemCacheOptions): 
   for (let i = 0; i < o.count; i++) u32[stackIdx + i] = objBase + (o.count - 1 - i) * objSize;
   const objEnd = objBase + objSize * o.count;
   arena.pageOwner.fill(id, objBase >>> PAGE_SHIFT, (objEnd + PAGE_SIZE - 1) >>> PAGE_SHIFT);
-  if (o.debug) arena.u8.fill(POISON_FREE, objBase, objEnd);
+  if (o.debug === true) arena.u8.fill(POISON_FREE, objBase, objEnd);
   return new KmemCache(arena, id, o.name, base);
 }
 
@@ -311,7 +311,7 @@ export function kmemCacheAlloc(s: KmemCache): number {
   const obj = u32[s.stackIdx + top - 1] as number;
   u32[s.topIdx] = top - 1;
   s.f64[s.cntIdx + C_ALLOCS]++;
-  if (s.debug) {
+  if (s.debug === true) {
     const err = debugCheckAlloc(s, obj, "kmemCacheAlloc");
     if (err !== null) {
       spinUnlock(s.i32, s.lockIdx);
@@ -330,7 +330,7 @@ export function kmemCacheAlloc(s: KmemCache): number {
 export function kmemCacheFree(s: KmemCache, obj: number): void {
   const u32 = s.u32;
   spinLock(s.i32, s.lockIdx);
-  if (s.debug) {
+  if (s.debug === true) {
     const err = debugCheckFree(s, obj, "kmemCacheFree");
     if (err !== null) {
       spinUnlock(s.i32, s.lockIdx);
@@ -377,7 +377,7 @@ export function kmemCacheAllocBulk(
   for (let i = 0; i < k; i++) out[off + i] = u32[from - i] as number;
   u32[s.topIdx] = top - k;
   s.f64[s.cntIdx + C_ALLOC_BULK_OBJS] += k;
-  if (s.debug) {
+  if (s.debug === true) {
     for (let i = 0; i < k; i++) {
       const err = debugCheckAlloc(s, out[off + i] as number, "kmemCacheAllocBulk");
       if (err !== null) {
@@ -406,7 +406,7 @@ export function kmemCacheFreeBulk(s: KmemCache, n: number, objs: Uint32Array, of
   if (n <= 0) return;
   const u32 = s.u32;
   spinLock(s.i32, s.lockIdx);
-  if (s.debug) {
+  if (s.debug === true) {
     // Check each object and mark it "being freed", so a duplicate within
     // this call is caught too; on any error undo the marks and free nothing.
     for (let i = 0; i < n; i++) {
@@ -475,7 +475,7 @@ export function kmemCacheCalls(s: KmemCache): number {
  * the cache is not in debug mode or `obj` is not one of its objects.
  */
 export function kmemCacheObjState(s: KmemCache, obj: number): number {
-  if (!s.debug) return -1;
+  if (s.debug === false) return -1;
   const idx = kmemCacheObjIndex(s, obj);
   return idx < 0 ? -1 : (s.u8[s.stateOff + idx] as number);
 }

@@ -249,7 +249,7 @@ export function routerL2Recv(port: RouterPort, cpu: SkbCpu, dev: NetDevice, skb:
   if (skbVlanTagPresent(cpu, skb)) {
     // vlan_do_receive: hand the frame to the VLAN child, tag consumed.
     const child = dev.vlanDevs[skbVlanTagGetId(cpu, skb)];
-    if (child === undefined || !child.up) {
+    if (child === undefined || child.up === false) {
       devDropSkb(cpu, dev, skb, SKB_DROP_REASON.VLAN_UNKNOWN, false);
       return;
     }
@@ -469,7 +469,7 @@ function l2Output(r: Router, cpu: SkbCpu, odev: NetDevice, skb: number, nexthop:
   const t = r.neigh;
   const i = neighResolve(t, odev.ifindex, nexthop, r.sd.jiffies);
   if (i >= 0) routerNeighXmit(r, cpu, odev, skb, t.mac, neighMacOffset(i));
-  else if (r.arpResolve) neighResolveOutput(r, cpu, odev, skb, nexthop | 0);
+  else if (r.arpResolve === true) neighResolveOutput(r, cpu, odev, skb, nexthop | 0);
   else drop(r, cpu, odev, skb, SKB_DROP_REASON.NEIGH_FAILED);
 }
 

@@ -300,7 +300,7 @@ export function allocSkb(cpu: SkbCpu, size: number, flags = 0, node = NUMA_NO_NO
     skb = napiSkbCacheGet(cpu, true);
   } else {
     skb = 0;
-    if (cpu.profile.allocConsumeOnly && localNode && !cpu.irqsDisabled) skb = napiSkbCacheGet(cpu, false);
+    if (cpu.profile.allocConsumeOnly === true && localNode && cpu.irqsDisabled === false) skb = napiSkbCacheGet(cpu, false);
     if (skb === 0) skb = kmemCacheAlloc(cpu.headCache);
   }
   if (skb === 0) return 0;

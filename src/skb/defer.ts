@@ -164,7 +164,7 @@ function deferCheck(cpu: SkbCpu, skb: number): void {
 }
 
 function deferFreeHook(cpu: SkbCpu, skb: number): void {
-  if (cpu.debug) deferCheck(cpu, skb);
+  if (cpu.debug === true) deferCheck(cpu, skb);
   const target = cpu.u16[(skb + SKB_ALLOC_CPU) >>> 1] as number;
   const mem = cpu.mem;
   const mine = slotIdx(mem, cpu.id) >>> 1;

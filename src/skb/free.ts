@@ -310,7 +310,7 @@ export function devConsumeSkbIrq(cpu: SkbCpu, skb: number): void {
 
 /** `dev_consume_skb_any`: the IRQ path when IRQs are off, else consumeSkb (slab). */
 export function devConsumeSkbAny(cpu: SkbCpu, skb: number): void {
-  if (cpu.irqsDisabled) devConsumeSkbIrq(cpu, skb);
+  if (cpu.irqsDisabled === true) devConsumeSkbIrq(cpu, skb);
   else consumeSkb(cpu, skb);
 }
 

@@ -111,12 +111,12 @@ function napiSkbCacheGetSlow(cpu: SkbCpu, alloc: boolean): number {
       return 0;
     }
     st[NAPI_STAT_REFILL_SERVED]++;
-    if (cpu.debug) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, true);
+    if (cpu.debug === true) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, true);
   }
   n--;
   cpu.skbCount = n;
   const skb = cpu.skbCache[n] as number;
-  if (cpu.debug) kmemCacheMarkCached(cpu.headCache, skb, false);
+  if (cpu.debug === true) kmemCacheMarkCached(cpu.headCache, skb, false);
   return skb;
 }
 
@@ -148,7 +148,7 @@ function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
     kmemCacheFree(cpu.headCache, skb);
     return;
   }
-  if (cpu.debug) {
+  if (cpu.debug === true) {
     const err = kmemCacheMarkCached(cpu.headCache, skb, true);
     if (err !== null) throw new Error(err);
   }
@@ -157,7 +157,7 @@ function napiSkbCachePutSlow(cpu: SkbCpu, skb: number): void {
   if (cpu.skbCount === cpu.cacheSize) {
     const keep = cpu.keep;
     const nr = cpu.cacheSize - keep;
-    if (cpu.debug) for (let i = keep; i < cpu.cacheSize; i++) kmemCacheMarkCached(cpu.headCache, cache[i] as number, false);
+    if (cpu.debug === true) for (let i = keep; i < cpu.cacheSize; i++) kmemCacheMarkCached(cpu.headCache, cache[i] as number, false);
     kmemCacheFreeBulk(cpu.headCache, nr, cache, keep);
     cpu.skbCount = keep;
     st[NAPI_STAT_SLAB_CALLS]++;
@@ -193,7 +193,7 @@ export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, 
       st[NAPI_STAT_REFILLS]++;
       st[NAPI_STAT_REFILL_OBJS] += got;
     }
-    if (cpu.debug) for (let i = 0; i < got; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[count + i] as number, true);
+    if (cpu.debug === true) for (let i = 0; i < got; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[count + i] as number, true);
     count += got;
     if (count < n) {
       direct = kmemCacheAllocBulk(cpu.headCache, n - count, out, off + count, true);
@@ -206,7 +206,7 @@ export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, 
   const cache = cpu.skbCache;
   for (let i = 0; i < m; i++) {
     const skb = cache[base + i] as number;
-    if (cpu.debug) kmemCacheMarkCached(cpu.headCache, skb, false);
+    if (cpu.debug === true) kmemCacheMarkCached(cpu.headCache, skb, false);
     skbZeroHead(cpu, skb);
     out[off + i] = skb;
   }
@@ -224,7 +224,7 @@ export function napiSkbCacheGetBulk(cpu: SkbCpu, out: Uint32Array, off: number, 
 export function napiSkbCacheDrain(cpu: SkbCpu): void {
   const n = cpu.skbCount;
   if (n === 0) return;
-  if (cpu.debug) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, false);
+  if (cpu.debug === true) for (let i = 0; i < n; i++) kmemCacheMarkCached(cpu.headCache, cpu.skbCache[i] as number, false);
   kmemCacheFreeBulk(cpu.headCache, n, cpu.skbCache, 0);
   cpu.stats[NAPI_STAT_DRAINED] += n;
   cpu.skbCount = 0;
