@@ -195,26 +195,28 @@ export function skbDescribe(cpu: SkbCpu, skb: number): string {
  * `TypedArray.prototype.fill` on shared memory by about 3x.
  */
 export function skbZeroHead(cpu: SkbCpu, skb: number): void {
+  // `f[++b]` rather than `f[b + k]`: the same machine code, 17 bytes less
+  // bytecode, which is what V8's inlining budget counts.
   const f = cpu.f64;
-  const b = skb >>> 3;
+  let b = skb >>> 3;
   f[b] = 0;
-  f[b + 1] = 0;
-  f[b + 2] = 0;
-  f[b + 3] = 0;
-  f[b + 4] = 0;
-  f[b + 5] = 0;
-  f[b + 6] = 0;
-  f[b + 7] = 0;
-  f[b + 8] = 0;
-  f[b + 9] = 0;
-  f[b + 10] = 0;
-  f[b + 11] = 0;
-  f[b + 12] = 0;
-  f[b + 13] = 0;
-  f[b + 14] = 0;
-  f[b + 15] = 0;
-  f[b + 16] = 0;
-  f[b + 17] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
 }
 
 

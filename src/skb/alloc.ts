@@ -255,7 +255,8 @@ export function __napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): num
  * Arguments are trusted (debug mode checks them). Allocates no JS objects.
  */
 export function napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
-  const size = buildSize("napiBuildSkb", cpu, data, fragSize);
+  // buildSize written out: this builder is inlined into every driver's RX loop.
+  const size = fragSize === 0 || cpu.debug === true ? checkBuildArgs("napiBuildSkb", cpu, data, fragSize) : fragSize;
   const skb = napiSkbCacheGet(cpu, true);
   if (skb === 0) return 0;
   skbZeroHead(cpu, skb);

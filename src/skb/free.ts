@@ -382,14 +382,30 @@ function stolenHeadFcloneError(skb: number): never {
 export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
   // Literal offsets (checked against layout.ts at load): an imported constant
   // costs a load and a hole check per use in V8 and counts against the
-  // inlining budget of the GRO / benchmark loops this is inlined into.
-  if (((cpu.u8[skb + 98 /* SKB_FLAGS */] as number) & 0x0c /* SKBF_FCLONE_MASK */) !== 0) stolenHeadFcloneError(skb);
+  // inlining budget of the GRO / benchmark loops this is inlined into. The
+  // rare cases (an fclone, slow_gro set) share one out-of-line call.
+  const u8 = cpu.u8;
+  if ((((u8[skb + 98 /* SKB_FLAGS */] as number) & 0x0c /* SKBF_FCLONE_MASK */) | ((u8[skb + 102 /* SKB_FLAGS2 */] as number) & 0x01 /* SKBF2_SLOW_GRO */)) !== 0) {
+    stolenHeadSlow(cpu, skb);
+    return;
+  }
   if (cpu.slowGro === false) {
+    // 5.12: drop dst and extensions; 5.15+ does that only with slow_gro.
     const w = skb >>> 2;
     const u32 = cpu.u32;
     u32[w + 18 /* SKB_DST */] = 0;
     u32[w + 42 /* SKB_EXTENSIONS */] = 0;
-  } else if (((cpu.u8[skb + SKB_FLAGS2] as number) & SKBF2_SLOW_GRO) !== 0) {
+  }
+  napiSkbCachePut(cpu, skb);
+}
+
+/** napiSkbFreeStolenHead for an fclone (misuse: throws) or an skb with slow_gro set. */
+function stolenHeadSlow(cpu: SkbCpu, skb: number): void {
+  if (((cpu.u8[skb + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) !== 0) stolenHeadFcloneError(skb);
+  if (cpu.slowGro === false) {
+    cpu.u32[(skb + SKB_DST) >>> 2] = 0;
+    cpu.u32[(skb + SKB_EXTENSIONS) >>> 2] = 0;
+  } else {
     stolenHeadSlowGro(cpu, skb);
   }
   napiSkbCachePut(cpu, skb);
@@ -421,6 +437,6 @@ export function skbSlowGroRelease(cpu: SkbCpu, skb: number): void {
   cpu.u8[skb + SKB_FLAGS2] = (cpu.u8[skb + SKB_FLAGS2] as number) & ~SKBF2_SLOW_GRO;
 }
 
-if (SKB_FLAGS !== 98 || SKBF_FCLONE_MASK !== 0x0c || SKB_DST !== 18 * 4 || SKB_EXTENSIONS !== 42 * 4) {
+if (SKB_FLAGS !== 98 || SKBF_FCLONE_MASK !== 0x0c || SKB_FLAGS2 !== 102 || SKBF2_SLOW_GRO !== 0x01 || SKB_DST !== 18 * 4 || SKB_EXTENSIONS !== 42 * 4) {
   throw new Error("skb layout: napiSkbFreeStolenHead's literal offsets are out of step with layout.ts");
 }

@@ -72,12 +72,12 @@ export function napiCacheIsEnabled(): boolean {
  * empty stack returns 0 at once. The shell is not zeroed. Allocates nothing.
  */
 export function napiSkbCacheGet(cpu: SkbCpu, alloc: boolean): number {
-  const n = cpu.skbCount;
-  if (n !== 0 && cpu.cacheFast === true) {
+  const n = cpu.skbCount - 1;
+  if (n >= 0 && cpu.cacheFast === true) {
     // Fast path: pop the most recently freed (cache-hot) shell. No
     // bookkeeping: hits are derived (napiCacheHits).
-    cpu.skbCount = n - 1;
-    return cpu.skbCache[n - 1] as number;
+    cpu.skbCount = n;
+    return cpu.skbCache[n] as number;
   }
   return napiSkbCacheGetSlow(cpu, alloc);
 }
