@@ -14,11 +14,15 @@
 // `skb bench`: UDP 64 B through the router 0.83 -> 1.10 Mpps, TCP 64 B
 // 0.49 -> 0.61 Mpps. Source stays readable; only the emitted JS changes.
 //
-// Only consts whose declared type is a number literal are inlined (an
-// initializer like `1 << 4` has type `number` and is left alone), only reads
-// in value positions (never a name being declared, assigned, imported,
+// Only consts initialised with a numeric literal are inlined (`= 156`,
+// `= -3`, `= 0x0c as const`; not `= 1 << 4`, not `: 3 = f()`), only reads in
+// value positions (never a name being declared, assigned, imported,
 // exported, or a shorthand property), and only from this program's own
-// sources. SKBUFF_INLINE_CONSTS=0 builds without the transformer (for A/B).
+// sources. One difference from plain JS: a read that would hit the
+// temporal dead zone (a const read before its module finished evaluating,
+// in an import cycle) gets the value instead of a ReferenceError; the plain
+// build keeps that error. SKBUFF_INLINE_CONSTS=0 builds without the
+// transformer (for A/B, or to chase an import-cycle bug).
 //
 // Usage: node scripts/build.mjs [--project tsconfig.json]
 
@@ -58,6 +62,13 @@ function isValueRead(id) {
   }
 }
 
+/** `5`, `-5`, `0x0c`, possibly parenthesised or under `as` / `satisfies`: a value the source states, not computes. */
+function isNumericLiteral(e) {
+  while (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e)) e = e.expression;
+  if (ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.MinusToken) e = e.operand;
+  return ts.isNumericLiteral(e);
+}
+
 /**
  * The transformer factory: `stats.inlined` counts the reads it rewrote.
  * @param {ts.TypeChecker} checker
@@ -75,6 +86,7 @@ export function inlineConstants(checker, stats = { inlined: 0 }) {
     const list = decl.parent;
     if (!ts.isVariableDeclarationList(list) || !ts.isVariableStatement(list.parent) || !ts.isSourceFile(list.parent.parent)) return undefined;
     if (decl.getSourceFile().isDeclarationFile) return undefined;
+    if (!isNumericLiteral(decl.initializer)) return undefined;
     const t = checker.getTypeAtLocation(decl.name);
     if (!t.isNumberLiteral() || !Number.isFinite(t.value)) return undefined;
     return t.value;

@@ -33,6 +33,7 @@ import { createSkbCpu, type SkbCpu } from "../skb/cpu.js";
 import { kfreeSkbmem, napiSkbFreeStolenHead } from "../skb/free.js";
 import { createSkbMemory } from "../skb/memory.js";
 import { napiCacheIsEnabled, napiCacheSetEnabled, napiSkbCacheDrain } from "../skb/napi-cache.js";
+import { median } from "./stats.js";
 
 /** Case names, in run order. */
 export const ALLOC_CASES = ["slab", "slab-bulk", "napi-cache", "js-object", "buffer"] as const;
@@ -316,11 +317,6 @@ function runSegment(c: AllocCase, p: AllocPattern, ops: number, x: Ctx): number 
   return Number(process.hrtime.bigint() - t0);
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 
 function slabCalls(cpu: SkbCpu): number {
   const i = kmemCacheInfo(cpu.headCache);

@@ -63,7 +63,11 @@ export function cpuRoundTripLine(ns: readonly number[]): string {
 function side(job: PingPongJob): number {
   const i32 = new Int32Array(job.sab);
   Atomics.add(i32, READY, 1);
-  while (Atomics.load(i32, READY) < 2);
+  // A partner that never starts must not leave this thread spinning forever.
+  const deadline = Date.now() + 10_000;
+  while (Atomics.load(i32, READY) < 2) {
+    if (Date.now() > deadline) throw new Error("cpu ping-pong: the partner thread did not start within 10 s");
+  }
   const n = job.rounds;
   const t0 = process.hrtime.bigint();
   if (job.side === 0) {

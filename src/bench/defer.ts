@@ -54,6 +54,7 @@ import { mmSlabInfo } from "../mm/mm.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
 import { cpuRoundTripLine, cpuRoundTripNs } from "./cpu-pingpong.js";
 import type { DeferBenchRun, DeferBenchSegment, DeferBenchWorkerConfig } from "./defer-worker.js";
+import { median, pairedRatios } from "./stats.js";
 
 /** Case names, in run order within a round. */
 export const DEFER_CASES = ["defer-on", "defer-off"] as const;
@@ -155,11 +156,6 @@ function slabCalls(mem: SkbMemory): number {
   return n;
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 
 function round2(v: number): number {
   return Math.round(v * 100) / 100;
@@ -269,12 +265,12 @@ export async function runDeferBench(o: DeferBenchOptions = {}): Promise<DeferBen
   const ratios = DEFER_DATA.map((d) => {
     const on = samples.get(`defer-on/${d.name}`)?.ns ?? [];
     const off = samples.get(`defer-off/${d.name}`)?.ns ?? [];
-    const per = on.map((x, i) => (off[i] as number) / x);
+    const per = pairedRatios(off, on);
     return {
       data: d.name,
-      offOverOn: round2(median(per)),
-      minOffOverOn: round2(Math.min(...per)),
-      maxOffOverOn: round2(Math.max(...per)),
+      offOverOn: round2(per.median),
+      minOffOverOn: round2(per.min),
+      maxOffOverOn: round2(per.max),
       ofMedians: round2(median(off) / median(on)),
     };
   });

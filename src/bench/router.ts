@@ -25,6 +25,7 @@ import { resolveTraffic, type TrafficOptions, type TrafficProto } from "../drive
 import { type Scenario, scenarioAccounting, scenarioCreate, scenarioDestroy, scenarioRun } from "../router/scenario.js";
 import { type BaselineResult, runBaseline } from "./baseline.js";
 import { renderBarChart } from "./svg.js";
+import { median } from "./stats.js";
 
 /** One case of the matrix. */
 export interface RouterCase {
@@ -96,11 +97,6 @@ function label(c: RouterCase): string {
   return `${c.proto} ${c.size}`;
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 
 interface Seg {
   mpps: number;

@@ -10,6 +10,7 @@
 
 import type { TrafficProto } from "../drivers/traffic.js";
 import { clusterRun, clusterStart, clusterStop } from "../smp/cluster.js";
+import { median } from "./stats.js";
 
 /** Options. */
 export interface WorkersBenchOptions {
@@ -48,11 +49,6 @@ export interface WorkersBenchResult {
   accounting: { ok: boolean; problems: string[] };
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
 
 /** Run the multi-worker benchmark. */

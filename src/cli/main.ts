@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { ALLOC_CASES, type AllocCase, formatAllocBench, runAllocBench } from "../bench/alloc.js";
 import { formatRouterBench, type RouterCase, routerBenchSvg, runRouterBench } from "../bench/router.js";
 import { formatWorkersBench, runWorkersBench } from "../bench/workers.js";
-import { formatCpumapBench, runCpumapBench } from "../smp/cpumap-bench.js";
+import { formatCpumapBench, runCpumapBench } from "../bench/cpumap.js";
 import { formatDeferBench, runDeferBench } from "../bench/defer.js";
 import { runE2eCli } from "../bench/e2e.js";
 import { fmtBytes } from "../mm/arena.js";

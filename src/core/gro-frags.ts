@@ -21,7 +21,8 @@
  * Deviation, deliberate: a frame too short for an Ethernet header (the
  * kernel's rate-limited "dropping impossible skb") has its frags released
  * before the skb is reused, so nothing stays attached to napi->skb, and it is
- * counted as a PKT_TOO_SMALL drop on the CPU.
+ * counted as a PKT_TOO_SMALL drop on the CPU (NOMEM when the header could
+ * not be made linear).
  *
  * Nothing here allocates JS objects per packet.
  *
@@ -107,7 +108,7 @@ export function napiReuseSkb(cpu: SkbCpu, napi: NapiSkbOwner, skb: number): void
     u8[skb + SKB_IP_SUMMED] = CHECKSUM_NONE;
     cpu.f64[(sh + SHINFO_HWTSTAMPS) >>> 3] = 0;
   }
-  if (!p.slowGro) u32[(skb + SKB_EXTENSIONS) >>> 2] = 0; // skb_ext_reset
+  if (p.slowGro === false) u32[(skb + SKB_EXTENSIONS) >>> 2] = 0; // skb_ext_reset
   else if (((u8[skb + SKB_FLAGS2] as number) & SKBF2_SLOW_GRO) !== 0) skbSlowGroRelease(cpu, skb);
   napi.skb = skb;
 }
@@ -127,8 +128,9 @@ export function napiGroFrags(cpu: SkbCpu, gro: GroList, napi: NapiSkbOwner, devM
   const u32 = cpu.u32;
   const data = u32[(skb + SKB_DATA) >>> 2] as number;
   cpu.u16[(skb + SKB_MAC_HEADER) >>> 1] = data - (u32[(skb + SKB_HEAD) >>> 2] as number);
-  if ((u32[(skb + SKB_LEN) >>> 2] as number) < ETH_HLEN || (skbHeadlen(cpu, skb) < ETH_HLEN && !pskbMayPull(cpu, skb, ETH_HLEN))) {
-    cpu.drops[SKB_DROP_REASON.PKT_TOO_SMALL]++;
+  const short = (u32[(skb + SKB_LEN) >>> 2] as number) < ETH_HLEN;
+  if (short || (skbHeadlen(cpu, skb) < ETH_HLEN && !pskbMayPull(cpu, skb, ETH_HLEN))) {
+    cpu.drops[short ? SKB_DROP_REASON.PKT_TOO_SMALL : SKB_DROP_REASON.NOMEM]++;
     pskbTrim(cpu, skb, 0);
     napiReuseSkb(cpu, napi, skb);
     return GRO_CONSUMED;

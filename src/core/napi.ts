@@ -323,7 +323,7 @@ export interface TxBatch {
  */
 export function netdevTxScheduleFlush(sd: Softnet, b: TxBatch): void {
   if (b.txScheduled === true) return;
-  if (!sd.inRxAction || sd.txFlushCount === TX_FLUSH_MAX) {
+  if (sd.inRxAction === false || sd.txFlushCount === TX_FLUSH_MAX) {
     b.txFlush();
     return;
   }

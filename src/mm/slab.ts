@@ -230,7 +230,7 @@ export function kmemCacheCreate(arena: Arena, id: number, o: KmemCacheOptions): 
   for (let i = 0; i < o.count; i++) u32[stackIdx + i] = objBase + (o.count - 1 - i) * objSize;
   const objEnd = objBase + objSize * o.count;
   arena.pageOwner.fill(id, objBase >>> PAGE_SHIFT, (objEnd + PAGE_SIZE - 1) >>> PAGE_SHIFT);
-  if (o.debug === true) arena.u8.fill(POISON_FREE, objBase, objEnd);
+  if (o.debug) arena.u8.fill(POISON_FREE, objBase, objEnd); // cold: the same truthiness as FLAG_DEBUG above
   return new KmemCache(arena, id, o.name, base);
 }
 

@@ -87,19 +87,19 @@ export function __buildSkbAround(cpu: SkbCpu, skb: number, data: number, size: n
 function buildAround(cpu: SkbCpu, skb: number, data: number, size: number, flags: number): void {
   const u32 = cpu.u32;
   const w = skb >>> 2;
-  const usable = size - 320 /* SHINFO_SIZE */;
-  u32[w + 40 /* TRUESIZE */] = size + 192 /* HEAD_OBJ_SIZE */;
-  u32[w + 41 /* USERS */] = 1;
-  u32[w + 38 /* HEAD */] = data;
-  u32[w + 39 /* DATA */] = data;
-  u32[w + 36 /* TAIL */] = 0;
-  u32[w + 37 /* END */] = usable;
+  const usable = size - SHINFO_BYTES;
+  u32[w + W_TRUESIZE] = size + HEAD_OBJ_BYTES;
+  u32[w + W_USERS] = 1;
+  u32[w + W_HEAD] = data;
+  u32[w + W_DATA] = data;
+  u32[w + W_TAIL] = 0;
+  u32[w + W_END] = usable;
   // Little-endian pairs of u16 fields (the shell was zeroed):
   // [vlan_tci | mac_header = ~0] and [network_header = 0 | transport_header = ~0].
-  u32[w + 27 /* VLAN_TCI_MAC */] = 0xffff0000;
-  u32[w + 28 /* NET_TRANSPORT */] = 0xffff0000;
-  u32[w + 34 /* ALLOC_CPU */] = cpu.id;
-  u32[w + 24 /* FLAGS */] = flags << 16;
+  u32[w + W_VLAN_TCI_MAC] = 0xffff0000;
+  u32[w + W_NET_TRANSPORT] = 0xffff0000;
+  u32[w + W_ALLOC_CPU] = cpu.id;
+  u32[w + W_FLAGS] = flags << 16;
   // Shared info: clear everything before dataref, then dataref = 1. Heads
   // are 8-byte aligned but for odd page fragments; that case is out of line
   // so the hot builder stays small enough for V8 to inline it whole.
@@ -111,7 +111,7 @@ function buildAround(cpu: SkbCpu, skb: number, data: number, size: number, flags
     f[q + 1] = 0;
     f[q + 2] = 0;
     f[q + 3] = 0;
-    u32[(sh >>> 2) + 8 /* DATAREF */] = 1;
+    u32[(sh >>> 2) + W_DATAREF] = 1;
   } else {
     zeroShinfoUnaligned(u32, sh);
   }
@@ -120,47 +120,41 @@ function buildAround(cpu: SkbCpu, skb: number, data: number, size: number, flags
 /** Shared info at a 4- but not 8-byte aligned offset: clear to dataref, dataref = 1. */
 function zeroShinfoUnaligned(u32: Uint32Array, sh: number): void {
   const q = sh >>> 2;
-  for (let i = 0; i < 8 /* DATAREF */; i++) u32[q + i] = 0;
-  u32[q + 8 /* DATAREF */] = 1;
+  for (let i = 0; i < W_DATAREF; i++) u32[q + i] = 0;
+  u32[q + W_DATAREF] = 1;
 }
 
-/**
- * buildAround writes its word indices (and the two sizes) as literals: a
- * module constant costs a context-slot load and a hole check per use in
- * V8's bytecode, and those bytes count against the inlining budget that
- * decides whether the builder, the zeroing and the cache pop are inlined
- * whole into a caller's loop. This table is what the literals mean; it is
- * checked against layout.ts at load.
- */
-const W = {
-  TRUESIZE: 40,
-  USERS: 41,
-  HEAD: 38,
-  DATA: 39,
-  TAIL: 36,
-  END: 37,
-  VLAN_TCI_MAC: 27,
-  NET_TRANSPORT: 28,
-  ALLOC_CPU: 34,
-  FLAGS: 24,
-  DATAREF: 8,
-  SHINFO_SIZE: 320,
-  HEAD_OBJ_SIZE: 192,
-} as const;
+// Word indices (and the two sizes) buildAround uses. Each is a numeric
+// literal, so the build writes its reads as literals (one add-immediate per
+// store, and bytecode small enough for V8 to inline the builder whole);
+// layout.ts's computed values are checked against them at load.
+const W_TRUESIZE = 40;
+const W_USERS = 41;
+const W_HEAD = 38;
+const W_DATA = 39;
+const W_TAIL = 36;
+const W_END = 37;
+const W_VLAN_TCI_MAC = 27;
+const W_NET_TRANSPORT = 28;
+const W_ALLOC_CPU = 34;
+const W_FLAGS = 24;
+const W_DATAREF = 8;
+const SHINFO_BYTES = 320;
+const HEAD_OBJ_BYTES = 192;
 if (
-  W.TRUESIZE !== SKB_TRUESIZE >>> 2 ||
-  W.USERS !== SKB_USERS >>> 2 ||
-  W.HEAD !== SKB_HEAD >>> 2 ||
-  W.DATA !== SKB_DATA >>> 2 ||
-  W.TAIL !== SKB_TAIL >>> 2 ||
-  W.END !== SKB_END >>> 2 ||
-  W.VLAN_TCI_MAC !== SKB_VLAN_TCI >>> 2 ||
-  W.NET_TRANSPORT !== SKB_NETWORK_HEADER >>> 2 ||
-  W.ALLOC_CPU !== SKB_ALLOC_CPU >>> 2 ||
-  W.FLAGS !== SKB_QUEUE_MAPPING >>> 2 ||
-  W.DATAREF !== SHINFO_DATAREF >>> 2 ||
-  W.SHINFO_SIZE !== SHINFO_SIZE ||
-  W.HEAD_OBJ_SIZE !== SKB_HEAD_OBJ_SIZE
+  W_TRUESIZE !== SKB_TRUESIZE >>> 2 ||
+  W_USERS !== SKB_USERS >>> 2 ||
+  W_HEAD !== SKB_HEAD >>> 2 ||
+  W_DATA !== SKB_DATA >>> 2 ||
+  W_TAIL !== SKB_TAIL >>> 2 ||
+  W_END !== SKB_END >>> 2 ||
+  W_VLAN_TCI_MAC !== SKB_VLAN_TCI >>> 2 ||
+  W_NET_TRANSPORT !== SKB_NETWORK_HEADER >>> 2 ||
+  W_ALLOC_CPU !== SKB_ALLOC_CPU >>> 2 ||
+  W_FLAGS !== SKB_QUEUE_MAPPING >>> 2 ||
+  W_DATAREF !== SHINFO_DATAREF >>> 2 ||
+  SHINFO_BYTES !== SHINFO_SIZE ||
+  HEAD_OBJ_BYTES !== SKB_HEAD_OBJ_SIZE
 ) {
   throw new Error("skb layout: buildAround's word indices are out of step with layout.ts");
 }

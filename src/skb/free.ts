@@ -380,12 +380,10 @@ function stolenHeadFcloneError(skb: number): never {
  * data is not touched. An fclone here is misuse and throws.
  */
 export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
-  // Literal offsets (checked against layout.ts at load): an imported constant
-  // costs a load and a hole check per use in V8 and counts against the
-  // inlining budget of the GRO / benchmark loops this is inlined into. The
-  // rare cases (an fclone, slow_gro set) share one out-of-line call.
+  // The rare cases (an fclone, slow_gro set) share one out-of-line call, so
+  // this stays small enough to be inlined into GRO and driver loops.
   const u8 = cpu.u8;
-  if ((((u8[skb + 98 /* SKB_FLAGS */] as number) & 0x0c /* SKBF_FCLONE_MASK */) | ((u8[skb + 102 /* SKB_FLAGS2 */] as number) & 0x01 /* SKBF2_SLOW_GRO */)) !== 0) {
+  if ((((u8[skb + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) | ((u8[skb + SKB_FLAGS2] as number) & SKBF2_SLOW_GRO)) !== 0) {
     stolenHeadSlow(cpu, skb);
     return;
   }
@@ -393,8 +391,8 @@ export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
     // 5.12: drop dst and extensions; 5.15+ does that only with slow_gro.
     const w = skb >>> 2;
     const u32 = cpu.u32;
-    u32[w + 18 /* SKB_DST */] = 0;
-    u32[w + 42 /* SKB_EXTENSIONS */] = 0;
+    u32[w + W_DST] = 0;
+    u32[w + W_EXTENSIONS] = 0;
   }
   napiSkbCachePut(cpu, skb);
 }
@@ -402,19 +400,18 @@ export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
 /** napiSkbFreeStolenHead for an fclone (misuse: throws) or an skb with slow_gro set. */
 function stolenHeadSlow(cpu: SkbCpu, skb: number): void {
   if (((cpu.u8[skb + SKB_FLAGS] as number) & SKBF_FCLONE_MASK) !== 0) stolenHeadFcloneError(skb);
-  if (cpu.slowGro === false) {
-    cpu.u32[(skb + SKB_DST) >>> 2] = 0;
-    cpu.u32[(skb + SKB_EXTENSIONS) >>> 2] = 0;
-  } else {
-    stolenHeadSlowGro(cpu, skb);
-  }
+  cpu.u32[(skb + SKB_DST) >>> 2] = 0;
+  // 5.12 drops extensions; 6.19 (slow_gro set) also conntrack and the destructor.
+  if (cpu.slowGro === false) cpu.u32[(skb + SKB_EXTENSIONS) >>> 2] = 0;
+  else skbSlowGroRelease(cpu, skb);
   napiSkbCachePut(cpu, skb);
 }
 
-/** 6.19 `napi_skb_free_stolen_head` with slow_gro set: dst, then conntrack, extensions, destructor. */
-function stolenHeadSlowGro(cpu: SkbCpu, skb: number): void {
-  cpu.u32[(skb + SKB_DST) >>> 2] = 0;
-  skbSlowGroRelease(cpu, skb);
+/** Word indices napiSkbFreeStolenHead uses (numeric literals, inlined by the build; checked at load). */
+const W_DST = 18;
+const W_EXTENSIONS = 42;
+if (W_DST !== SKB_DST >>> 2 || W_EXTENSIONS !== SKB_EXTENSIONS >>> 2) {
+  throw new Error("skb layout: napiSkbFreeStolenHead's word indices are out of step with layout.ts");
 }
 
 /**
@@ -437,6 +434,3 @@ export function skbSlowGroRelease(cpu: SkbCpu, skb: number): void {
   cpu.u8[skb + SKB_FLAGS2] = (cpu.u8[skb + SKB_FLAGS2] as number) & ~SKBF2_SLOW_GRO;
 }
 
-if (SKB_FLAGS !== 98 || SKBF_FCLONE_MASK !== 0x0c || SKB_FLAGS2 !== 102 || SKBF2_SLOW_GRO !== 0x01 || SKB_DST !== 18 * 4 || SKB_EXTENSIONS !== 42 * 4) {
-  throw new Error("skb layout: napiSkbFreeStolenHead's literal offsets are out of step with layout.ts");
-}

@@ -37,14 +37,15 @@ export const NEG = -3;
 export const SHIFTED = 1 << 4;            // type number: left alone
 export const NAME = "x";                  // not a number: left alone
 export let MUTABLE = 7;                   // not const: left alone
+export const TYPED: 3 = JSON.parse("4");  // a literal type but a computed value: left alone
 `;
 const USER = `
-import { OFF_A, NEG, SHIFTED, MUTABLE } from "./layout.js";
+import { OFF_A, NEG, SHIFTED, MUTABLE, TYPED } from "./layout.js";
 const LOCAL = 8;
 export function f(a: Uint32Array, i: number): number {
   a[(i + OFF_A) >>> 2] = LOCAL;           // reads: inlined
   const o = { OFF_A, k: OFF_A };          // shorthand property stays a name; the value is inlined
-  return a[(i + OFF_A) >>> 2]! + NEG + SHIFTED + MUTABLE + o.OFF_A + o.k + \`\${LOCAL}\`.length;
+  return a[(i + OFF_A) >>> 2]! + NEG + SHIFTED + MUTABLE + TYPED + o.OFF_A + o.k + \`\${LOCAL}\`.length;
 }
 export { OFF_A };
 `;
@@ -59,14 +60,14 @@ describe("build: constant inlining", () => {
       const js = readFileSync(join(dir, "out", "user.js"), "utf8");
       assert.match(js, /a\[\(i \+ \(156\) \/\* OFF_A \*\/\) >>> 2\] = \(8\) \/\* LOCAL \*\//);
       assert.match(js, /\(-3\) \/\* NEG \*\//);
-      assert.match(js, /SHIFTED \+ MUTABLE/, "a non-literal const and a let are read by name");
+      assert.match(js, /SHIFTED \+ MUTABLE \+ TYPED/, "a computed const, a let and a literal-typed computed const are read by name");
       assert.match(js, /\{ OFF_A, k: \(156\) \/\* OFF_A \*\/ \}/, "shorthand keeps the binding");
       assert.match(js, /export \{ OFF_A \}/);
-      assert.match(js, /import \{ OFF_A, NEG, SHIFTED, MUTABLE \} from "\.\/layout\.js"/, "imports are kept (verbatimModuleSyntax)");
+      assert.match(js, /import \{ OFF_A, NEG, SHIFTED, MUTABLE, TYPED \} from "\.\/layout\.js"/, "imports are kept (verbatimModuleSyntax)");
       assert.equal(r.inlined, 6);
       // Same behaviour as the source.
       const { f } = (await import(pathToFileURL(join(dir, "out", "user.js")).href)) as { f: (a: Uint32Array, i: number) => number };
-      assert.equal(f(new Uint32Array(64), 4), 8 + -3 + 16 + 7 + 156 + 156 + 1);
+      assert.equal(f(new Uint32Array(64), 4), 8 + -3 + 16 + 7 + 4 + 156 + 156 + 1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

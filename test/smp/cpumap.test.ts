@@ -27,7 +27,7 @@ import {
 } from "../../src/drivers/cpumap.js";
 import { hostFrameSkb, hostPoolCreate, hostPoolDestroy, templateCreate, templateFree } from "../../src/drivers/host-common.js";
 import { ipv4 } from "../../src/net/proto.js";
-import { runCpumapBench } from "../../src/smp/cpumap-bench.js";
+import { runCpumapBench } from "../../src/bench/cpumap.js";
 
 /** Two CPUs in one thread joined by cpumap "a", a page pool and a UDP frame template on CPU 0; `done` checks nothing leaked. */
 function bed(bulk: boolean, vlan: number) {

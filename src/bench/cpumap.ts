@@ -9,12 +9,13 @@
  * @module
  */
 
-import { cpuRoundTripLine, cpuRoundTripNs } from "../bench/cpu-pingpong.js";
+import { cpuRoundTripLine, cpuRoundTripNs } from "./cpu-pingpong.js";
 import { Worker } from "node:worker_threads";
 import { mmSlabInfo } from "../mm/mm.js";
 import { createSkbMemory } from "../skb/memory.js";
 import { cpumapCreate, cpumapRegionSpecs } from "../drivers/cpumap.js";
 import type { CpumapWorkerConfig } from "./cpumap-worker.js";
+import { median, pairedRatios } from "./stats.js";
 
 /** Options. */
 export interface CpumapBenchOptions {
@@ -79,10 +80,6 @@ function once(w: Worker, type: string): Promise<Reply> {
   });
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  return s[s.length >> 1] as number;
-}
 
 /** Run the cpumap benchmark (two workers, bulk heads on/off alternating). */
 export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<CpumapBenchResult> {
@@ -138,16 +135,16 @@ export async function runCpumapBench(o: CpumapBenchOptions = {}): Promise<Cpumap
   for (const i of mmSlabInfo(mem.mm)) if (i.activeObjs !== 0) problems.push(`${i.name}: ${i.activeObjs} objects still in use`);
   const on = median(seg.on);
   const off = median(seg.off);
-  const per = seg.on.map((x, i) => (seg.off[i] as number) / x);
+  const per = pairedRatios(seg.off, seg.on);
   const r3 = (v: number) => Math.round(v * 1000) / 1000;
   const row = (bulk: boolean, ns: number, gc: number): CpumapBenchRow => ({
     bulkHeads: bulk ? "on" : "off",
     mpps: Math.round((1000 / ns) * 1000) / 1000,
     nsPerPacket: Math.round(ns),
     gcCount: gc,
-    ratio: r3(median(per)),
-    minRatio: r3(Math.min(...per)),
-    maxRatio: r3(Math.max(...per)),
+    ratio: r3(per.median),
+    minRatio: r3(per.min),
+    maxRatio: r3(per.max),
     ratioOfMedians: r3(off / on),
   });
   return {
