@@ -1,6 +1,6 @@
 /**
  * Worker program of the cpumap benchmark and test (compiled entry:
- * dist/src/smp/cpumap-worker.js). Role "producer": CPU 0 writes UDP frames
+ * dist/src/bench/cpumap-worker.js). Role "producer": CPU 0 writes UDP frames
  * into its page pool, builds skbs with napiBuildSkb and redirects them with
  * cpumapEnqueue/cpumapFlush. Role "consumer": CPU 1 builds the heads on its
  * side (bulk or one by one), validates the frame and frees it with
