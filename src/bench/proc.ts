@@ -51,6 +51,19 @@ export async function waitFor(fn: () => boolean, ms: number, what: () => string)
   }
 }
 
+/** Collect a child's stdout and stderr as they arrive; read them with the getters. */
+function captureOutput(child: ChildProcess): { out: () => string; err: () => string } {
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d) => {
+    out += d;
+  });
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  return { out: () => out, err: () => err };
+}
+
 /** A `skb forward` child: output collected, exit awaited. */
 export interface ForwardChild {
   child: ChildProcess;
@@ -75,18 +88,11 @@ export function startForward(cfg: string, extra: string[] = [], env: Record<stri
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d) => {
-    out += d;
-  });
-  child.stderr?.on("data", (d) => {
-    err += d;
-  });
+  const { out, err } = captureOutput(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("close", (code, signal) => resolve({ code, signal }));
   });
-  return { child, out: () => out, err: () => err, exited };
+  return { child, out, err, exited };
 }
 
 /** Does network interface `ifname` exist (in namespace `netns`, default this one)? `ip` is the iproute2 binary. */
@@ -125,20 +131,13 @@ export async function iperf3Server(
   timeoutMs = 60_000,
 ): Promise<{ child: ChildProcess; done: Promise<{ code: number; stdout: string; stderr: string }> }> {
   const child = spawn(ip, ["netns", "exec", netns, iperf3, "-s", "-1", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d) => {
-    stdout += d;
-  });
-  child.stderr?.on("data", (d) => {
-    stderr += d;
-  });
+  const { out, err } = captureOutput(child);
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   timer.unref();
   const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
+      resolve({ code: code ?? 1, stdout: out(), stderr: err() });
     }),
   );
   const listening = (): boolean => {

@@ -159,6 +159,22 @@ function checkKeys(o: Record<string, unknown>, path: string, allowed: readonly s
   }
 }
 
+/**
+ * An optional array of objects at `path` (`shape` names their fields in
+ * errors): each entry must be an object with only `keys`; `fn` gets it and
+ * its path. Absent (undefined) is an empty list.
+ */
+function eachEntry(v: unknown, path: string, shape: string, keys: readonly string[], fn: (o: Record<string, unknown>, p: string) => void): void {
+  if (v === undefined) return;
+  if (!Array.isArray(v)) fail(path, `expected an array of ${shape}`);
+  v.forEach((e: unknown, i: number) => {
+    const p = `${path}[${i}]`;
+    if (!isObj(e)) fail(p, `expected an object ${shape}`);
+    checkKeys(e, p, keys);
+    fn(e, p);
+  });
+}
+
 function parseIp(v: unknown, path: string): number {
   if (typeof v !== "string") fail(path, `expected an IPv4 address string, got ${JSON.stringify(v)}`);
   const p = v.split(".");
@@ -240,22 +256,16 @@ export function parseForwardConfig(raw: unknown): ForwardConfig {
     if (d.mac !== undefined) dev.mac = parseMacStr(d.mac, `${p}.mac`);
     if (d.mtu !== undefined) dev.mtu = parseInt_(d.mtu, `${p}.mtu`, 68, type === "tap" || type === "pcap" ? 65535 : 3800);
     l3.set(name, dev.address !== undefined);
-    if (d.vlans !== undefined) {
-      if (!Array.isArray(d.vlans)) fail(`${p}.vlans`, "expected an array of {id, address}");
-      const ids = new Set<number>();
-      d.vlans.forEach((v: unknown, j: number) => {
-        const vp = `${p}.vlans[${j}]`;
-        if (!isObj(v)) fail(vp, "expected an object {id, address}");
-        checkKeys(v, vp, ["id", "address"]);
-        const id = parseInt_(v.id, `${vp}.id`, 1, 4094);
-        if (ids.has(id)) fail(`${vp}.id`, `duplicate VLAN id ${id}`);
-        ids.add(id);
-        if (v.address === undefined) fail(`${vp}.address`, "required");
-        dev.vlans.push({ id, address: parseCidr(v.address, `${vp}.address`, false) });
-        l3.set(`${name}.${id}`, true);
-        names.add(`${name}.${id}`);
-      });
-    }
+    const ids = new Set<number>();
+    eachEntry(d.vlans, `${p}.vlans`, "{id, address}", ["id", "address"], (v, vp) => {
+      const id = parseInt_(v.id, `${vp}.id`, 1, 4094);
+      if (ids.has(id)) fail(`${vp}.id`, `duplicate VLAN id ${id}`);
+      ids.add(id);
+      if (v.address === undefined) fail(`${vp}.address`, "required");
+      dev.vlans.push({ id, address: parseCidr(v.address, `${vp}.address`, false) });
+      l3.set(`${name}.${id}`, true);
+      names.add(`${name}.${id}`);
+    });
     if (type === "tap") {
       if (d.vnetHdr !== undefined) {
         if (typeof d.vnetHdr !== "boolean") fail(`${p}.vnetHdr`, `expected true or false, got ${JSON.stringify(d.vnetHdr)}`);
@@ -286,22 +296,16 @@ export function parseForwardConfig(raw: unknown): ForwardConfig {
     return n;
   };
   const routes: ForwardRouteConfig[] = [];
-  if (raw.routes !== undefined) {
-    if (!Array.isArray(raw.routes)) fail("routes", "expected an array of {prefix, via?, dev}");
-    raw.routes.forEach((r: unknown, i: number) => {
-      const p = `routes[${i}]`;
-      if (!isObj(r)) fail(p, "expected an object {prefix, via?, dev}");
-      checkKeys(r, p, ["prefix", "via", "dev"]);
-      if (r.prefix === undefined) fail(`${p}.prefix`, "required");
-      const prefix = parseCidr(r.prefix, `${p}.prefix`, true);
-      const via = r.via !== undefined ? parseIp(r.via, `${p}.via`) : 0;
-      if (r.dev === undefined) fail(`${p}.dev`, "required");
-      const dev = knownDev(r.dev, `${p}.dev`);
-      if (!l3.get(dev)) fail(`${p}.dev`, `device '${dev}' has no address (routes need an addressed device)`);
-      if (routes.some((x) => x.prefix.addr === prefix.addr && x.prefix.len === prefix.len)) fail(`${p}.prefix`, "duplicate route");
-      routes.push({ prefix, via, dev });
-    });
-  }
+  eachEntry(raw.routes, "routes", "{prefix, via?, dev}", ["prefix", "via", "dev"], (r, p) => {
+    if (r.prefix === undefined) fail(`${p}.prefix`, "required");
+    const prefix = parseCidr(r.prefix, `${p}.prefix`, true);
+    const via = r.via !== undefined ? parseIp(r.via, `${p}.via`) : 0;
+    if (r.dev === undefined) fail(`${p}.dev`, "required");
+    const dev = knownDev(r.dev, `${p}.dev`);
+    if (!l3.get(dev)) fail(`${p}.dev`, `device '${dev}' has no address (routes need an addressed device)`);
+    if (routes.some((x) => x.prefix.addr === prefix.addr && x.prefix.len === prefix.len)) fail(`${p}.prefix`, "duplicate route");
+    routes.push({ prefix, via, dev });
+  });
   let nat: { outside: string } | null = null;
   if (raw.nat !== undefined) {
     if (!isObj(raw.nat)) fail("nat", "expected an object {outside}");
@@ -312,19 +316,13 @@ export function parseForwardConfig(raw: unknown): ForwardConfig {
     nat = { outside: o };
   }
   const neighbours: ForwardNeighbourConfig[] = [];
-  if (raw.neighbours !== undefined) {
-    if (!Array.isArray(raw.neighbours)) fail("neighbours", "expected an array of {address, mac, dev}");
-    raw.neighbours.forEach((n: unknown, i: number) => {
-      const p = `neighbours[${i}]`;
-      if (!isObj(n)) fail(p, "expected an object {address, mac, dev}");
-      checkKeys(n, p, ["address", "mac", "dev"]);
-      neighbours.push({
-        address: parseIp(n.address, `${p}.address`),
-        mac: parseMacStr(n.mac, `${p}.mac`),
-        dev: knownDev(n.dev, `${p}.dev`),
-      });
+  eachEntry(raw.neighbours, "neighbours", "{address, mac, dev}", ["address", "mac", "dev"], (n, p) => {
+    neighbours.push({
+      address: parseIp(n.address, `${p}.address`),
+      mac: parseMacStr(n.mac, `${p}.mac`),
+      dev: knownDev(n.dev, `${p}.dev`),
     });
-  }
+  });
   const conntrackMax = raw.conntrackMax !== undefined ? parseInt_(raw.conntrackMax, "conntrackMax", 16, 1 << 22) : 65536;
   const arenaSize = raw.arenaSize !== undefined ? parseInt_(raw.arenaSize, "arenaSize", 16 << 20, 1 << 30) : 128 << 20;
   return { devices, routes, nat, neighbours, conntrackMax, arenaSize };
