@@ -27,7 +27,7 @@ import { GCProfiler } from "node:v8";
 import { setImmediate as tick } from "node:timers/promises";
 import { kmalloc } from "../mm/kmalloc.js";
 import { kmemCacheAllocBulk, kmemCacheFreeBulk, kmemCacheInfo } from "../mm/slab.js";
-import { skbZeroHead } from "../skb/access.js";
+import { skbZeroHeadForBuild } from "../skb/access.js";
 import { __buildSkbAround, buildSkb, napiBuildSkb } from "../skb/alloc.js";
 import { createSkbCpu, type SkbCpu } from "../skb/cpu.js";
 import { kfreeSkbmem, napiSkbFreeStolenHead } from "../skb/free.js";
@@ -178,9 +178,9 @@ function initBufferHead(b: Buffer, cpuId: number): void {
   b.writeUInt32LE(0, 156); // data
   b.writeUInt32LE(DATA_SIZE + 192, 160); // truesize
   b.writeUInt32LE(1, 164); // users
+  b.writeUInt32LE(0xffff0000, 104);
   b.writeUInt32LE(0xffff0000, 108);
-  b.writeUInt32LE(0xffff0000, 112);
-  b.writeUInt32LE(cpuId, 136);
+  b.writeUInt32LE(cpuId, 100);
 }
 
 interface Ctx {
@@ -221,7 +221,7 @@ const PAIR: Record<AllocCase, Segment> = {
       const k = kmemCacheAllocBulk(hc, 16, handles, 0);
       for (let j = 0; j < k; j++) {
         const skb = handles[j] as number;
-        skbZeroHead(cpu, skb);
+        skbZeroHeadForBuild(cpu, skb);
         __buildSkbAround(cpu, skb, data, DATA_SIZE);
       }
       kmemCacheFreeBulk(hc, k, handles, 0);
@@ -272,7 +272,7 @@ const BURST: Record<AllocCase, Segment> = {
       const k = kmemCacheAllocBulk(hc, 64, handles, 0);
       for (let j = 0; j < k; j++) {
         const skb = handles[j] as number;
-        skbZeroHead(cpu, skb);
+        skbZeroHeadForBuild(cpu, skb);
         __buildSkbAround(cpu, skb, data, DATA_SIZE);
       }
       kmemCacheFreeBulk(hc, k, handles, 0);

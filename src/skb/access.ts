@@ -26,8 +26,10 @@ import {
   SKB_HEAD,
   SKB_HEADER_UNSET,
   SKB_LEN,
+  SKB_ALLOC_CPU,
   SKB_MAC_HEADER,
   SKB_NETWORK_HEADER,
+  SKB_QUEUE_MAPPING,
   SKB_PROTOCOL,
   SKB_TRANSPORT_HEADER,
   SKB_TAIL,
@@ -219,6 +221,38 @@ export function skbZeroHead(cpu: SkbCpu, skb: number): void {
   f[++b] = 0;
 }
 
+
+/**
+ * skbZeroHead for a builder that writes bytes 96..111 whole right after it
+ * (`buildAround`: the flags word, alloc_cpu, the three header offsets and
+ * vlan_tci): clears the other 16 of the 18 words below `tail`. Two stores
+ * less per packet head, the same state once the builder has run.
+ */
+export function skbZeroHeadForBuild(cpu: SkbCpu, skb: number): void {
+  const f = cpu.f64;
+  let b = skb >>> 3;
+  f[b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  b += 3;
+  f[b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+  f[++b] = 0;
+}
+// The two skipped words are 12 and 13: bytes 96..111.
+if (SKB_QUEUE_MAPPING !== 96 || SKB_ALLOC_CPU !== 100 || SKB_NETWORK_HEADER !== 104 || SKB_MAC_HEADER !== 110 || SKB_TAIL !== 144) {
+  throw new Error("skb layout: skbZeroHeadForBuild's skipped words are out of step with layout.ts");
+}
 
 // ---- header offsets (offsets from head; SKB_HEADER_UNSET when not set) --------
 

@@ -21,7 +21,7 @@
 import { kmallocSlab } from "../mm/kmalloc.js";
 import { pageFragAlloc, pageFragFree } from "../mm/page-frag.js";
 import { kmemCacheAlloc, kmemCacheFree, kmemCacheObjIndex } from "../mm/slab.js";
-import { hex, SkbError, skbZeroHead } from "./access.js";
+import { hex, SkbError, skbZeroHeadForBuild } from "./access.js";
 import type { SkbCpu } from "./cpu.js";
 import {
   FCLONE_REF,
@@ -135,8 +135,8 @@ const W_DATA = 39;
 const W_TAIL = 36;
 const W_END = 37;
 const W_VLAN_TCI_MAC = 27;
-const W_NET_TRANSPORT = 28;
-const W_ALLOC_CPU = 34;
+const W_NET_TRANSPORT = 26;
+const W_ALLOC_CPU = 25;
 const W_FLAGS = 24;
 const W_DATAREF = 8;
 const SHINFO_BYTES = 320;
@@ -208,7 +208,7 @@ export function __buildSkb(cpu: SkbCpu, data: number, fragSize: number): number 
   const size = buildSize("buildSkb", cpu, data, fragSize);
   const skb = kmemCacheAlloc(cpu.headCache);
   if (skb === 0) return 0;
-  skbZeroHead(cpu, skb);
+  skbZeroHeadForBuild(cpu, skb);
   buildAround(cpu, skb, data, size, 0);
   return skb;
 }
@@ -218,7 +218,7 @@ export function buildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
   const size = buildSize("buildSkb", cpu, data, fragSize);
   const skb = kmemCacheAlloc(cpu.headCache);
   if (skb === 0) return 0;
-  skbZeroHead(cpu, skb);
+  skbZeroHeadForBuild(cpu, skb);
   buildAround(cpu, skb, data, size, fragSize !== 0 ? SKBF_HEAD_FRAG : 0);
   return skb;
 }
@@ -237,7 +237,7 @@ export function __napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): num
   const size = buildSize("napiBuildSkb", cpu, data, fragSize);
   const skb = napiSkbCacheGet(cpu, true);
   if (skb === 0) return 0;
-  skbZeroHead(cpu, skb);
+  skbZeroHeadForBuild(cpu, skb);
   buildAround(cpu, skb, data, size, 0);
   return skb;
 }
@@ -253,7 +253,7 @@ export function napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): numbe
   const size = fragSize === 0 || cpu.debug === true ? checkBuildArgs("napiBuildSkb", cpu, data, fragSize) : fragSize;
   const skb = napiSkbCacheGet(cpu, true);
   if (skb === 0) return 0;
-  skbZeroHead(cpu, skb);
+  skbZeroHeadForBuild(cpu, skb);
   buildAround(cpu, skb, data, size, fragSize !== 0 ? SKBF_HEAD_FRAG : 0);
   return skb;
 }
@@ -305,7 +305,7 @@ export function allocSkb(cpu: SkbCpu, size: number, flags = 0, node = NUMA_NO_NO
     kmemCacheFree(fclone ? cpu.fcloneCache : cpu.headCache, skb);
     return 0;
   }
-  skbZeroHead(cpu, skb);
+  skbZeroHeadForBuild(cpu, skb);
   __buildSkbAround(cpu, skb, data, cpu.lastReserveSize);
   if (fclone) {
     cpu.u8[skb + SKB_FLAGS] = (cpu.u8[skb + SKB_FLAGS] as number) | (SKB_FCLONE_ORIG << SKBF_FCLONE_SHIFT);

@@ -55,7 +55,7 @@ import {
   SKB_DEV,
   SKB_CB,
   SKB_CB_SIZE,
-  SKB_PKT_TYPE,
+  SKB_HEADERS_START,
   SKB_PRIORITY,
   SKB_IIF,
   SKB_TSTAMP,
@@ -124,7 +124,7 @@ export function skbCopyHeader(cpu: SkbCpu, n: number, old: number): void {
   u32[(n + SKB_NFCT) >>> 2] = ct;
   if (ct !== 0) skbNfctGet(cpu, ct);
   u32.copyWithin((n + SKB_TSTAMP) >>> 2, (old + SKB_TSTAMP) >>> 2, (old + SKB_CB + SKB_CB_SIZE) >>> 2);
-  u32.copyWithin((n + SKB_PKT_TYPE) >>> 2, (old + SKB_PKT_TYPE) >>> 2, (old + SKB_TAIL) >>> 2);
+  u32.copyWithin((n + SKB_HEADERS_START) >>> 2, (old + SKB_HEADERS_START) >>> 2, (old + SKB_TAIL) >>> 2);
   u32[(n + SKB_PRIORITY) >>> 2] = u32[(old + SKB_PRIORITY) >>> 2] as number;
   u32[(n + SKB_IIF) >>> 2] = u32[(old + SKB_IIF) >>> 2] as number;
   u32[(n + SKB_MARK) >>> 2] = u32[(old + SKB_MARK) >>> 2] as number;

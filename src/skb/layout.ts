@@ -11,11 +11,12 @@
  *  72 dst       76 destructor 80 nfct      84 len
  *  88 data_len  92 mac_len/hdr_len (u16 ×2)  96 queue_mapping (u16)
  *  98 flags (u8: cloned nohdr fclone:2 peeked head_frag pfmemalloc pp_recycle)
- *  99 active_extensions  100 pkt_type  101 ip_summed  102 flags2  103 csum_level
- * 104 protocol 106 vlan_proto 108 vlan_tci 110 mac_header (u16 each)
- * 112 network_header 114 transport_header (u16)
+ *  99 active_extensions  100 alloc_cpu (u16)  102 -
+ * 104 network_header 106 transport_header 108 vlan_tci 110 mac_header (u16 each)
+ * 112 protocol 114 vlan_proto (u16)
  * 116 hash    120 mark      124 csum (csum_start u16 | csum_offset u16)
- * 128 napi_id 132 skb_iif   136 alloc_cpu (u16) 138 -  140 priority
+ * 128 napi_id 132 skb_iif   136 pkt_type 137 ip_summed 138 flags2
+ * 139 csum_level            140 priority
  * ---------------------- zeroed by every builder up to here -------------
  * 144 tail (offset from head)  148 end (offset from head)
  * 152 head     156 data      160 truesize  164 users (i32, atomic)
@@ -53,16 +54,17 @@ export const SKB_HDR_LEN = 94;
 export const SKB_QUEUE_MAPPING = 96;
 export const SKB_FLAGS = 98;
 export const SKB_ACTIVE_EXTENSIONS = 99;
-export const SKB_PKT_TYPE = 100;
-export const SKB_IP_SUMMED = 101;
-export const SKB_FLAGS2 = 102;
-export const SKB_CSUM_LEVEL = 103;
-export const SKB_PROTOCOL = 104;
-export const SKB_VLAN_PROTO = 106;
+// Bytes 96..111 (two 8-byte words) hold exactly the fields every builder
+// writes whole right after clearing the head (flags word, alloc_cpu, the
+// three header offsets, vlan_tci), so the builders' clear skips them:
+// skbZeroHeadForBuild.
+export const SKB_ALLOC_CPU = 100;
+export const SKB_NETWORK_HEADER = 104;
+export const SKB_TRANSPORT_HEADER = 106;
 export const SKB_VLAN_TCI = 108;
 export const SKB_MAC_HEADER = 110;
-export const SKB_NETWORK_HEADER = 112;
-export const SKB_TRANSPORT_HEADER = 114;
+export const SKB_PROTOCOL = 112;
+export const SKB_VLAN_PROTO = 114;
 export const SKB_HASH = 116;
 export const SKB_MARK = 120;
 export const SKB_CSUM = 124;
@@ -70,8 +72,17 @@ export const SKB_CSUM_START = 124;
 export const SKB_CSUM_OFFSET = 126;
 export const SKB_NAPI_ID = 128;
 export const SKB_IIF = 132;
-export const SKB_ALLOC_CPU = 136;
+export const SKB_PKT_TYPE = 136;
+export const SKB_IP_SUMMED = 137;
+export const SKB_FLAGS2 = 138;
+export const SKB_CSUM_LEVEL = 139;
 export const SKB_PRIORITY = 140;
+/**
+ * Start of the header group skb_copy_header copies as one range (up to
+ * SKB_TAIL): alloc_cpu, header offsets, vlan, protocol, hash, mark, csum,
+ * napi_id, iif, pkt_type, ip_summed, flags2, csum_level, priority.
+ */
+export const SKB_HEADERS_START = 100;
 /** First field not cleared by the builders (`offsetof(struct sk_buff, tail)`). */
 export const SKB_TAIL = 144;
 /** skbZeroHead clears exactly SKB_TAIL bytes as 8-byte words; keep them in step. */

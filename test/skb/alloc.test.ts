@@ -26,6 +26,7 @@ import {
   skbTailroom,
   skbUsers,
   skbZeroHead,
+  skbZeroHeadForBuild,
 } from "../../src/skb/access.js";
 import {
   __buildSkb,
@@ -64,6 +65,7 @@ import {
   SKB_MARK,
   SKB_NAPI_ID,
   SKB_NETWORK_HEADER,
+  SKB_TAIL,
   SKB_TRANSPORT_HEADER,
   SKB_TRUESIZE,
   SKBF_HEAD_FRAG,
@@ -502,6 +504,31 @@ for (const p of PROFILES) for (const dbg of [true, false]) {
       buildSkbAround(cpu, shell2, data, 0);
       checkBuilt(cpu, shell2, data, 512, false);
       kfreeSkb(cpu, shell2);
+      assertNoLeaks(cpu);
+    });
+
+    test("skbZeroHeadForBuild + build: the same head below tail as skbZeroHead + build, from a dirty shell", () => {
+      const cpu = setup(p, dbg);
+      const page = pageBuf(cpu);
+      const a = kmemCacheAlloc(cpu.headCache);
+      const b = kmemCacheAlloc(cpu.headCache);
+      for (const fill of [0xff, 0x5a]) {
+        cpu.u8.fill(fill, a, a + SKB_TAIL);
+        cpu.u8.fill(fill, b, b + SKB_TAIL);
+        skbZeroHead(cpu, a);
+        skbZeroHeadForBuild(cpu, b);
+        // Bytes 96..111 are left to the builder: still dirty here.
+        assert.ok(cpu.u8.subarray(b + 96, b + 112).every((x) => x === fill));
+        assert.ok(cpu.u8.subarray(b, b + 96).every((x) => x === 0));
+        assert.ok(cpu.u8.subarray(b + 112, b + SKB_TAIL).every((x) => x === 0));
+        buildSkbAround(cpu, a, page, 2048);
+        buildSkbAround(cpu, b, page, 2048);
+        assert.deepEqual(Array.from(cpu.u8.subarray(b, b + SKB_TAIL)), Array.from(cpu.u8.subarray(a, a + SKB_TAIL)));
+        checkBuilt(cpu, b, page, 2048, true);
+      }
+      kmemCacheFree(cpu.headCache, a);
+      kmemCacheFree(cpu.headCache, b);
+      putPage(cpu.mem.pages, page);
       assertNoLeaks(cpu);
     });
 
