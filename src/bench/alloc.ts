@@ -33,7 +33,7 @@ import { createSkbCpu, type SkbCpu } from "../skb/cpu.js";
 import { kfreeSkbmem, napiSkbFreeStolenHead } from "../skb/free.js";
 import { createSkbMemory } from "../skb/memory.js";
 import { napiCacheIsEnabled, napiCacheSetEnabled, napiSkbCacheDrain } from "../skb/napi-cache.js";
-import { median } from "./stats.js";
+import { median, pairedRatios } from "./stats.js";
 
 /** Case names, in run order. */
 export const ALLOC_CASES = ["slab", "slab-bulk", "napi-cache", "js-object", "buffer"] as const;
@@ -84,7 +84,8 @@ export interface AllocBenchResult {
   rounds: number;
   node: string;
   results: AllocBenchRow[];
-  ratios: { name: string; value: number; target: string; met: boolean }[];
+  /** value: ratio of the medians (the verdict); paired: the per-round ratios (median, range). */
+  ratios: { name: string; value: number; target: string; met: boolean; paired: { median: number; min: number; max: number } }[];
 }
 
 /** The same fields a head carries, as a plain JS object (the js-object case). */
@@ -410,17 +411,22 @@ export async function runAllocBench(o: AllocBenchOptions = {}): Promise<AllocBen
       });
     }
   }
-  const get = (c: AllocCase, p: AllocPattern) => results.find((r) => r.case === c && r.pattern === p)?.nsPerOp;
   const ratios: AllocBenchResult["ratios"] = [];
-  const addRatio = (name: string, a: number | undefined, b: number | undefined, target: string, ok: (v: number) => boolean) => {
-    if (a === undefined || b === undefined) return;
-    const v = round2(a / b);
-    ratios.push({ name, value: v, target, met: ok(v) });
+  const addRatio = (name: string, p: AllocPattern, a: AllocCase, b: AllocCase, target: string, ok: (v: number) => boolean) => {
+    const sa = samples.get(key(a, p));
+    const sb = samples.get(key(b, p));
+    if (sa === undefined || sb === undefined) return;
+    // The headline is the ratio of the medians; the per-round pairs (the two
+    // segments of a round run seconds apart at most) show how much of the
+    // spread is the machine changing pace during the run.
+    const v = round2(median(sa.ns) / median(sb.ns));
+    const pr = pairedRatios(sa.ns, sb.ns);
+    ratios.push({ name, value: v, target, met: ok(v), paired: { median: round2(pr.median), min: round2(pr.min), max: round2(pr.max) } });
   };
-  addRatio("slab / napi-cache (pair)", get("slab", "pair"), get("napi-cache", "pair"), ">= 3", (v) => v >= 3);
-  addRatio("slab / napi-cache (burst64)", get("slab", "burst64"), get("napi-cache", "burst64"), ">= 2.5", (v) => v >= 2.5);
-  addRatio("napi-cache / js-object (pair)", get("napi-cache", "pair"), get("js-object", "pair"), "<= 1.2", (v) => v <= 1.2);
-  addRatio("buffer / napi-cache (pair)", get("buffer", "pair"), get("napi-cache", "pair"), "(info)", () => true);
+  addRatio("slab / napi-cache (pair)", "pair", "slab", "napi-cache", ">= 3", (v) => v >= 3);
+  addRatio("slab / napi-cache (burst64)", "burst64", "slab", "napi-cache", ">= 2.5", (v) => v >= 2.5);
+  addRatio("napi-cache / js-object (pair)", "pair", "napi-cache", "js-object", "<= 1.2", (v) => v <= 1.2);
+  addRatio("buffer / napi-cache (pair)", "pair", "buffer", "napi-cache", "(info)", () => true);
   return { bench: "alloc", profile, ops, rounds, node: process.version, results, ratios };
 }
 
@@ -454,8 +460,12 @@ export function formatAllocBench(r: AllocBenchResult): string {
     line(w.map((n) => "-".repeat(n))),
     ...rows.map(line),
     "",
-    "ratios (same run, medians):",
-    ...r.ratios.map((q) => `  ${q.name.padEnd(32)} ${q.value.toFixed(2)}×   target ${q.target}${q.target === "(info)" ? "" : q.met ? "  met" : "  NOT met"}`),
+    "ratios (same run: of the medians; per round: median and range):",
+    ...r.ratios.map(
+      (q) =>
+        `  ${q.name.padEnd(32)} ${q.value.toFixed(2)}×   target ${q.target}${q.target === "(info)" ? "" : q.met ? "  met" : "  NOT met"}` +
+        `   per round ${q.paired.median.toFixed(2)}× (${q.paired.min.toFixed(2)}–${q.paired.max.toFixed(2)})`,
+    ),
   ];
   return out.join("\n");
 }

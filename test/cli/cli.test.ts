@@ -94,6 +94,10 @@ describe("skb CLI", () => {
     const slab = j.results.find((x: { case: string; pattern: string }) => x.case === "slab" && x.pattern === "pair");
     assert.equal(slab.slabCallsPerOp, 2);
     assert.ok(j.ratios.length >= 3);
+    for (const q of j.ratios) {
+      // Ratio of the medians, and the per-round ratios around it.
+      assert.ok(q.value > 0 && q.paired.min <= q.paired.median && q.paired.median <= q.paired.max, JSON.stringify(q));
+    }
   });
 
   it("bench alloc --cases prints only the chosen cases", () => {
