@@ -28,6 +28,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tapAddonStatus } from "../native/tap-addon.js";
+import { pairedRatios } from "./stats.js";
 import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, run, sh, startForward, waitFor, which } from "./proc.js";
 
 
@@ -54,8 +55,10 @@ export interface E2eRow {
   cpuServer: number;
   /** CPU of the skb forward process during the test, percent of one CPU; null for the kernel. */
   cpuRouter: number | null;
-  /** gbps / the kernel's gbps for the same test. */
+  /** gbps / the kernel's gbps for the same test (means over the rounds). */
   ratioToKernel: number | null;
+  /** The same ratio round by round (this router's and the kernel's runs of a round are seconds apart): median and range; null for the kernel. */
+  ratioToKernelPerRound: { median: number; min: number; max: number } | null;
   /** Bytes received by the server, summed over rounds. */
   bytes: number;
 }
@@ -336,9 +339,17 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
     };
     const results: E2eRow[] = [];
     for (const t of tests) {
-      const kern = mean((samples.get(key(paths[2] as Path, t)) ?? []).map((s) => s.gbps));
+      const kernSamples = samples.get(key(paths[2] as Path, t)) ?? [];
+      const kern = mean(kernSamples.map((s) => s.gbps));
       for (const p of paths) {
         const ss = samples.get(key(p, t)) ?? [];
+        const perRound =
+          p.router === "kernel" || ss.length === 0 || ss.length !== kernSamples.length || kernSamples.some((k) => !(k.gbps > 0))
+            ? null
+            : pairedRatios(
+                ss.map((s) => s.gbps),
+                kernSamples.map((k) => k.gbps),
+              );
         const gbps = mean(ss.map((s) => s.gbps)) ?? 0;
         const pps = mean(ss.map((s) => s.pps));
         const rtx = mean(ss.map((s) => s.retransmits));
@@ -355,6 +366,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
           cpuServer: mean(ss.map((s) => s.cpuServer)) ?? 0,
           cpuRouter: mean(ss.map((s) => s.cpuRouter)),
           ratioToKernel: kern !== null && kern > 0 ? gbps / kern : null,
+          ratioToKernelPerRound: perRound,
           bytes: ss.reduce((a, s) => a + s.bytes, 0),
         });
       }
@@ -402,7 +414,7 @@ const f = (x: number | null, d: number): string => (x === null ? "-" : x.toFixed
 
 /** The table. */
 export function formatE2eBench(res: E2eResult): string {
-  const head = ["router", "cache", "test", "Gbps", "kpps", "retrans", "loss %", "CPU cli/srv %", "router CPU %", "x kernel"];
+  const head = ["router", "cache", "test", "Gbps", "kpps", "retrans", "loss %", "CPU cli/srv %", "router CPU %", "x kernel", "per round"];
   const rows = res.results.map((r) => [
     r.router,
     r.cache,
@@ -414,6 +426,11 @@ export function formatE2eBench(res: E2eResult): string {
     `${r.cpuClient.toFixed(0)}/${r.cpuServer.toFixed(0)}`,
     f(r.cpuRouter, 0),
     r.ratioToKernel === null ? "-" : r.ratioToKernel.toFixed(3),
+    r.ratioToKernelPerRound === null
+      ? "-"
+      : res.rounds === 1
+        ? r.ratioToKernelPerRound.median.toFixed(3)
+        : `${r.ratioToKernelPerRound.median.toFixed(3)} (${r.ratioToKernelPerRound.min.toFixed(2)}-${r.ratioToKernelPerRound.max.toFixed(2)})`,
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 3 ? c.padEnd(w[i] as number) : c.padStart(w[i] as number))).join("  ");

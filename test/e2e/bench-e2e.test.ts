@@ -64,6 +64,11 @@ describe("skb bench e2e", { skip: skip ?? false }, () => {
         assert.ok(row !== undefined, `missing row ${router}/${cache}/${t}`);
         for (const k of ["gbps", "cpuClient", "cpuServer", "bytes"]) assert.equal(typeof row[k], "number", `${router}/${cache}/${t}.${k}`);
         assert.ok(row.ratioToKernel === null || typeof row.ratioToKernel === "number");
+        if (router === "kernel") assert.equal(row.ratioToKernelPerRound, null);
+        else if (row.ratioToKernel !== null) {
+          // One round: the per-round ratio is that round's, i.e. the same as the ratio of the means.
+          assert.ok(Math.abs(row.ratioToKernelPerRound.median - row.ratioToKernel) < 1e-9, JSON.stringify(row));
+        }
         if (t.startsWith("udp")) {
           assert.equal(typeof row.kpps, "number");
           assert.equal(typeof row.lossPercent, "number");
