@@ -358,8 +358,18 @@ export async function runAllocBench(o: AllocBenchOptions = {}): Promise<AllocBen
     // Warm-up: let V8 optimise every segment before measuring — several
     // short calls each, so the measured calls enter a normally compiled
     // function rather than one known only as an on-stack-replaced loop.
-    for (let w = 0; w < 4; w++) for (const p of ALLOC_PATTERNS) for (const c of cases) runSegment(c, p, Math.min(ops, 50_000), x);
-    await tick();
+    // One pattern at a time, with a turn of the event loop between them
+    // (V8 installs background-compiled code there): each pattern's loops
+    // are compiled from feedback of that pattern alone. Interleaved, the
+    // pair loops were compiled either before or after the bursts had run
+    // the cache's refill and flush, depending on background-compile timing,
+    // and the napi-cache pair came out at ~17 or ~19 ns by process.
+    for (const p of ALLOC_PATTERNS) {
+      for (let w = 0; w < 4; w++) for (const c of cases) runSegment(c, p, Math.min(ops, 50_000), x);
+      await tick();
+      for (const c of cases) runSegment(c, p, Math.min(ops, 50_000), x);
+      await tick();
+    }
     for (let r = 0; r < rounds; r++) {
       for (const p of ALLOC_PATTERNS) {
         for (const c of cases) {
