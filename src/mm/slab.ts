@@ -374,7 +374,7 @@ export function kmemCacheAllocBulk(
     s.f64[s.cntIdx + C_BULK_SHORT]++;
   }
   const from = s.stackIdx + top - 1;
-  for (let i = 0; i < k; i++) out[off + i] = u32[from - i] as number;
+  copyDown(out, off, u32, from, k);
   u32[s.topIdx] = top - k;
   s.f64[s.cntIdx + C_ALLOC_BULK_OBJS] += k;
   if (s.debug === true) {
@@ -395,6 +395,30 @@ export function kmemCacheAllocBulk(
     }
   }
   return k;
+}
+
+/** dst[d + i] = src[s - i] for i < n (the free stack pops top first). Four per turn: half the loop overhead. */
+function copyDown(dst: Uint32Array, d: number, src: Uint32Array, s: number, n: number): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    dst[d + i] = src[s - i] as number;
+    dst[d + i + 1] = src[s - i - 1] as number;
+    dst[d + i + 2] = src[s - i - 2] as number;
+    dst[d + i + 3] = src[s - i - 3] as number;
+  }
+  for (; i < n; i++) dst[d + i] = src[s - i] as number;
+}
+
+/** dst[d + i] = src[s + i] for i < n, four per turn. */
+function copyUp(dst: Uint32Array, d: number, src: Uint32Array, s: number, n: number): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    dst[d + i] = src[s + i] as number;
+    dst[d + i + 1] = src[s + i + 1] as number;
+    dst[d + i + 2] = src[s + i + 2] as number;
+    dst[d + i + 3] = src[s + i + 3] as number;
+  }
+  for (; i < n; i++) dst[d + i] = src[s + i] as number;
 }
 
 /**
@@ -423,7 +447,7 @@ export function kmemCacheFreeBulk(s: KmemCache, n: number, objs: Uint32Array, of
   }
   const top = u32[s.topIdx] as number;
   const to = s.stackIdx + top;
-  for (let i = 0; i < n; i++) u32[to + i] = objs[off + i] as number;
+  copyUp(u32, to, objs, off, n);
   u32[s.topIdx] = top + n;
   s.f64[s.cntIdx + C_FREE_BULK_CALLS]++;
   s.f64[s.cntIdx + C_FREE_BULK_OBJS] += n;

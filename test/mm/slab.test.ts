@@ -237,6 +237,25 @@ describe("slab: bulk", () => {
     assert.deepEqual([...again], [out[3], out[2]]);
   });
 
+  test("bulk calls of every size 1..13 match single allocs and frees, object for object", () => {
+    // The copies run four objects per turn plus a tail: every remainder is covered.
+    for (let n = 1; n <= 13; n++) {
+      const { c: a } = mkCache({ name: "bulk-n", size: 64, count: 32 });
+      const { c: b } = mkCache({ name: "single-n", size: 64, count: 32 });
+      const out = new Uint32Array(n + 2).fill(7);
+      assert.equal(kmemCacheAllocBulk(a, n, out, 1), n);
+      const singles = Array.from({ length: n }, () => kmemCacheAlloc(b));
+      assert.deepEqual([...out.subarray(1, n + 1)].map((o) => o - a.objBase), singles.map((o) => o - b.objBase), `alloc n=${n}`);
+      assert.equal(out[0], 7);
+      assert.equal(out[n + 1], 7);
+      kmemCacheFreeBulk(a, n, out, 1);
+      for (const o of singles) kmemCacheFree(b, o);
+      const x = Array.from({ length: n + 3 }, () => kmemCacheAlloc(a) - a.objBase);
+      const y = Array.from({ length: n + 3 }, () => kmemCacheAlloc(b) - b.objBase);
+      assert.deepEqual(x, y, `free n=${n}: the stacks agree afterwards`);
+    }
+  });
+
   test("all-or-nothing (default): a bulk alloc that cannot be fully served returns 0 and takes nothing", () => {
     const { c } = mkCache({ name: "aon", size: 64, count: 8 });
     for (let i = 0; i < 5; i++) kmemCacheAlloc(c);
