@@ -343,12 +343,14 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       const kern = mean(kernSamples.map((s) => s.gbps));
       for (const p of paths) {
         const ss = samples.get(key(p, t)) ?? [];
+        // Rounds where the kernel moved nothing, or either figure is missing, are left out of the pairs.
+        const pairs = p.router === "kernel" || ss.length !== kernSamples.length ? [] : ss.map((s, i) => [s.gbps, (kernSamples[i] as Sample).gbps] as const).filter(([a, k]) => a >= 0 && k > 0);
         const perRound =
-          p.router === "kernel" || ss.length === 0 || ss.length !== kernSamples.length || kernSamples.some((k) => !(k.gbps > 0))
+          pairs.length === 0
             ? null
             : pairedRatios(
-                ss.map((s) => s.gbps),
-                kernSamples.map((k) => k.gbps),
+                pairs.map(([a]) => a),
+                pairs.map(([, k]) => k),
               );
         const gbps = mean(ss.map((s) => s.gbps)) ?? 0;
         const pps = mean(ss.map((s) => s.pps));

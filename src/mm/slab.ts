@@ -359,6 +359,8 @@ export function kmemCacheAllocBulk(
   off: number,
   zero = false,
 ): number {
+  // A negative count is a caller bug; it must not move the stack top up.
+  if (n <= 0) return 0;
   const u32 = s.u32;
   spinLock(s.i32, s.lockIdx);
   const top = u32[s.topIdx] as number;

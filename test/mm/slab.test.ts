@@ -237,6 +237,15 @@ describe("slab: bulk", () => {
     assert.deepEqual([...again], [out[3], out[2]]);
   });
 
+  test("a bulk alloc of 0 or a negative count takes nothing and leaves the stack as it was", () => {
+    const { c } = mkCache({ name: "bulk-neg", size: 64, count: 8 });
+    const out = new Uint32Array(4);
+    assert.equal(kmemCacheAllocBulk(c, 0, out, 0), 0);
+    assert.equal(kmemCacheAllocBulk(c, -3, out, 0), 0);
+    assert.equal(kmemCacheActive(c), 0);
+    assert.equal(kmemCacheAllocBulk(c, 8, new Uint32Array(8), 0), 8);
+  });
+
   test("bulk calls of every size 1..13 match single allocs and frees, object for object", () => {
     // The copies run four objects per turn plus a tail: every remainder is covered.
     for (let n = 1; n <= 13; n++) {
