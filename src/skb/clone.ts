@@ -39,6 +39,8 @@ import {
   SKB_HEADER_UNSET,
   SKB_LEN,
   SKB_MAC_HEADER,
+  SKB_PKT_TYPE,
+  SKB_PROTOCOL,
   SKB_NETWORK_HEADER,
   SKB_NEXT,
   SKB_PREV,
@@ -111,6 +113,11 @@ function __skbClone(cpu: SkbCpu, n: number, skb: number, nFclone: number): void 
   u8[skb + SKB_FLAGS] = (u8[skb + SKB_FLAGS] as number) | SKBF_CLONED;
 }
 
+// skbCopyHeader copies [SKB_HEADERS_START, SKB_TAIL) as one range: these must stay inside it.
+for (const f of [SKB_PROTOCOL, SKB_PKT_TYPE, SKB_PRIORITY, SKB_IIF, SKB_MARK, SKB_HASH, SKB_MAC_HEADER, SKB_NETWORK_HEADER]) {
+  if (f < SKB_HEADERS_START || f >= SKB_TAIL) throw new Error("skb layout: a header-group field lies outside skbCopyHeader's range");
+}
+
 /** `skb_copy_header`: header fields and GSO state from `old` to `n` (data pointers untouched). */
 export function skbCopyHeader(cpu: SkbCpu, n: number, old: number): void {
   const u32 = cpu.u32;
@@ -124,12 +131,9 @@ export function skbCopyHeader(cpu: SkbCpu, n: number, old: number): void {
   u32[(n + SKB_NFCT) >>> 2] = ct;
   if (ct !== 0) skbNfctGet(cpu, ct);
   u32.copyWithin((n + SKB_TSTAMP) >>> 2, (old + SKB_TSTAMP) >>> 2, (old + SKB_CB + SKB_CB_SIZE) >>> 2);
+  // The header group up to tail, priority, iif, mark and hash included.
   u32.copyWithin((n + SKB_HEADERS_START) >>> 2, (old + SKB_HEADERS_START) >>> 2, (old + SKB_TAIL) >>> 2);
-  u32[(n + SKB_PRIORITY) >>> 2] = u32[(old + SKB_PRIORITY) >>> 2] as number;
-  u32[(n + SKB_IIF) >>> 2] = u32[(old + SKB_IIF) >>> 2] as number;
-  u32[(n + SKB_MARK) >>> 2] = u32[(old + SKB_MARK) >>> 2] as number;
-  u32[(n + SKB_HASH) >>> 2] = u32[(old + SKB_HASH) >>> 2] as number;
-  cpu.u16[(n + SKB_ALLOC_CPU) >>> 1] = cpu.id;
+  u16[(n + SKB_ALLOC_CPU) >>> 1] = cpu.id;
   // Header offsets are relative to head: shift by the headroom difference.
   const off = skbHeadroom(cpu, n) - skbHeadroom(cpu, old);
   const m = u16[(old + SKB_MAC_HEADER) >>> 1] as number;
