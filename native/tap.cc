@@ -7,6 +7,8 @@
 //   TapIo(arena, tables...)      bursts: up to `max` frames read straight into
 //                                the arena (readv), frames written straight from
 //                                it (writev); tables bound once, calls pass numbers
+//     .startWriter(...)          a transmit thread per queue (TxWriter): write()
+//                                then copies frames into its ring and returns
 //   close(fd)
 //   TapPoll(fd, cb)              a uv_poll_t: cb() when the fd becomes readable
 //
@@ -35,8 +37,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 // Older uapi headers lack the newer offload bits; the values are ABI.
 #ifndef TUN_F_USO4
@@ -333,6 +341,172 @@ int64_t WriteFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, co
   return i;
 }
 
+// TxWriter: one queue's transmit thread, the user-space counterpart of
+// vhost-net's worker. The producer (the JS thread, in TapIo.write) copies
+// each frame into a byte ring and returns at once; the thread drains the ring
+// with one write(2) per frame (tun takes one frame per call) and sleeps on a
+// futex when it is empty. The producer kicks it only when it sleeps
+// (vhost's notification suppression), so a busy writer costs no syscall.
+//
+// Single producer, single consumer, lock-free:
+//   head_  bytes published (producer; seq_cst store, then a look at sleeping_)
+//   tail_  bytes written   (thread;   release store after every frame)
+//   record = [u32 len | u32 meta | frame bytes, padded to 8]; len 0xffffffff = wrap
+//   meta   = bit 31: a software segment; bits 0..30: the bytes the core counted
+// Sleeping is Dekker-safe: the thread sets sleeping_ then re-reads head_; the
+// producer stores head_ then reads sleeping_ (all seq_cst), so either the
+// thread sees the new frames or the producer sees it asleep and kicks.
+//
+// A frame the kernel refuses is counted in the caller's Int32Array (over a
+// SharedArrayBuffer; plain 32-bit atomics, wrapping): the JS side takes it
+// back from the device counters at its next poll (tapTxReconcile). The
+// detailed counters are bumped before kRefused, which the JS side reads first.
+class TxWriter {
+ public:
+  // Indices into the counters array (mirrored in src/native/tap-addon.ts).
+  enum Counter {
+    kRefused = 0,        // frames refused, any kind (bumped last)
+    kRefusedPackets,     // refused frames that were packets the core counted as sent
+    kRefusedCounted,     // the bytes the core counted for those
+    kRefusedSegments,    // refused software segments
+    kRefusedBytes,       // refused frame bytes (virtio header included)
+    kBusy,               // EAGAIN / ENOBUFS
+    kCarrier,            // EIO: the kernel side is down
+    kOther,              // any other errno
+    kLastErrno,
+    kWritten,            // frames written
+    kKicks,              // futex wakes by the producer
+    kSleeps,             // times the thread slept
+    kNCounters
+  };
+  static constexpr uint32_t kWrap = 0xffffffffu;
+  static constexpr uint32_t kSegment = 0x80000000u;
+
+  TxWriter(int fd, size_t cap, int32_t* ctr, const std::string& name) : fd_(fd), cap_(cap), ctr_(ctr) {
+    ring_ = static_cast<uint8_t*>(aligned_alloc(64, cap));
+    if (ring_ == nullptr) return;
+    thread_ = std::thread([this] { Run(); });
+    // "skbtx:<ifname>" in top -H / ps -L (15 characters at most).
+    std::string tn = ("skbtx:" + name).substr(0, 15);
+    pthread_setname_np(thread_.native_handle(), tn.c_str());
+  }
+  ~TxWriter() {
+    Stop();
+    free(ring_);
+  }
+  bool ok() const { return ring_ != nullptr; }
+  size_t cap() const { return cap_; }
+  uint64_t pending() const { return head_.load(std::memory_order_acquire) - tail_.load(std::memory_order_acquire); }
+
+  // Write out what is queued, then end the thread (idempotent).
+  void Stop() {
+    if (!thread_.joinable()) return;
+    stop_.store(1, std::memory_order_seq_cst);
+    Kick();
+    thread_.join();
+  }
+
+  // Stage one frame (gathered from the arena pieces); false when the ring has no room.
+  bool Post(const uint8_t* base, const uint32_t* offs, const uint32_t* lens, uint32_t cnt, uint32_t total, uint32_t meta) {
+    const uint64_t need = 8 + ((static_cast<uint64_t>(total) + 7) & ~7ull);
+    uint64_t pos = stage_ % cap_;
+    const uint64_t wrap = pos + need > cap_ ? cap_ - pos : 0;
+    const uint64_t used = stage_ - tail_.load(std::memory_order_acquire);
+    if (used + wrap + need > cap_) return false;
+    if (wrap != 0) {
+      memcpy(ring_ + pos, &kWrap, 4);
+      stage_ += wrap;
+      pos = 0;
+    }
+    uint8_t* dst = ring_ + pos;
+    memcpy(dst, &total, 4);
+    memcpy(dst + 4, &meta, 4);
+    dst += 8;
+    for (uint32_t k = 0; k < cnt; k++) {
+      memcpy(dst, base + offs[k], lens[k]);
+      dst += lens[k];
+    }
+    stage_ += need;
+    return true;
+  }
+
+  // Make the staged frames visible; wake the thread if it sleeps.
+  void Publish() {
+    if (head_.load(std::memory_order_relaxed) == stage_) return;
+    head_.store(stage_, std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst) != 0) Kick();
+  }
+
+ private:
+  void Add(int i, uint32_t v) { __atomic_fetch_add(ctr_ + i, static_cast<int32_t>(v), __ATOMIC_RELAXED); }
+
+  void Kick() {
+    Add(kKicks, 1);
+    wake_.fetch_add(1, std::memory_order_seq_cst);
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&wake_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  void Run() {
+    uint64_t t = 0;
+    for (;;) {
+      const uint64_t h = head_.load(std::memory_order_acquire);
+      if (t == h) {
+        if (stop_.load(std::memory_order_acquire) != 0) return;
+        const uint32_t seen = wake_.load(std::memory_order_seq_cst);
+        sleeping_.store(1, std::memory_order_seq_cst);
+        if (head_.load(std::memory_order_seq_cst) == t && stop_.load(std::memory_order_seq_cst) == 0) {
+          Add(kSleeps, 1);
+          syscall(SYS_futex, reinterpret_cast<uint32_t*>(&wake_), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+        }
+        sleeping_.store(0, std::memory_order_seq_cst);
+        continue;
+      }
+      while (t != h) {
+        const uint64_t pos = t % cap_;
+        uint32_t len, meta;
+        memcpy(&len, ring_ + pos, 4);
+        if (len == kWrap) {
+          t += cap_ - pos;
+          continue;
+        }
+        memcpy(&meta, ring_ + pos + 4, 4);
+        ssize_t r;
+        do r = write(fd_, ring_ + pos + 8, len);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+          const int e = errno;
+          if ((meta & kSegment) != 0) {
+            Add(kRefusedSegments, 1);
+          } else {
+            Add(kRefusedPackets, 1);
+            Add(kRefusedCounted, meta);
+          }
+          Add(kRefusedBytes, len);
+          Add(e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS ? kBusy : e == EIO ? kCarrier : kOther, 1);
+          __atomic_store_n(ctr_ + kLastErrno, e, __ATOMIC_RELAXED);
+          __atomic_fetch_add(ctr_ + kRefused, 1, __ATOMIC_RELEASE);
+        } else {
+          Add(kWritten, 1);
+        }
+        t += 8 + ((static_cast<uint64_t>(len) + 7) & ~7ull);
+        tail_.store(t, std::memory_order_release);
+      }
+    }
+  }
+
+  int fd_;
+  size_t cap_;
+  int32_t* ctr_;
+  uint8_t* ring_ = nullptr;
+  uint64_t stage_ = 0;  // producer-private: staged, not yet published
+  alignas(64) std::atomic<uint64_t> head_{0};
+  alignas(64) std::atomic<uint64_t> tail_{0};
+  alignas(64) std::atomic<uint32_t> wake_{0};
+  std::atomic<uint32_t> sleeping_{0};
+  std::atomic<uint32_t> stop_{0};
+  std::thread thread_;
+};
+
 // TapIo: the arena and one queue's burst tables, bound once, so that a
 // burst call passes only numbers (unwrapping typed arrays on every call
 // cost several % of a router's CPU).
@@ -340,13 +514,17 @@ int64_t WriteFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, co
 //   const io = new TapIo(arena, rxOffsets, rxCaps, rxLens, txOffsets, txLens, txCounts, status);
 //   io.read(fd, max, segs)            -> frames read (see ReadFrames); status[0] = errno or 0
 //   io.write(fd, n, piece0, frame0)   -> frames written: frames frame0.. of txCounts, pieces from piece0
+//                                        (with a writer: frames queued; status[0] ENOBUFS when the ring is full)
+//   io.startWriter(fd, ringBytes, counted, kinds, counters, name) / io.stopWriter() / io.writerPending()
 //
 // The object keeps references to every array (they stay alive while it
 // does); the arena's SharedArrayBuffer never moves. Bad arguments throw.
 class TapIo : public Napi::ObjectWrap<TapIo> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "TapIo", {InstanceMethod<&TapIo::Read>("read"), InstanceMethod<&TapIo::Write>("write")});
+    return DefineClass(env, "TapIo", {InstanceMethod<&TapIo::Read>("read"), InstanceMethod<&TapIo::Write>("write"),
+                                      InstanceMethod<&TapIo::StartWriter>("startWriter"), InstanceMethod<&TapIo::StopWriter>("stopWriter"),
+                                      InstanceMethod<&TapIo::WriterPending>("writerPending")});
   }
 
   explicit TapIo(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapIo>(info) {
@@ -362,6 +540,12 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
       return;
     }
     for (size_t i = 0; i < 8; i++) refs_[i] = Napi::Persistent(info[i].As<Napi::Object>());
+  }
+
+  // The writer thread reads the arena and bumps the counters: end it before
+  // the references that keep them alive go.
+  ~TapIo() override {
+    if (writer_) writer_->Stop();
   }
 
  private:
@@ -401,6 +585,10 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
       return ThrowRange(env, std::string(op) + ": frames " + std::to_string(frame0) + "+" + std::to_string(n) + " / piece " +
                                  std::to_string(piece0) + " are outside the bound tables");
     }
+    if (writer_ && fd == writerFd_) {
+      const int64_t k = PostFrames(env, op, n, piece0, frame0);
+      return k < 0 ? env.Undefined() : Napi::Number::New(env, static_cast<double>(k));
+    }
     std::string bad;
     const int64_t w = WriteFrames(static_cast<int>(fd), base_, alen_, txOffs_ + piece0, txLens_ + piece0, txCounts_ + frame0, n,
                                   txOffsN_ - static_cast<size_t>(piece0), status_, &bad);
@@ -408,6 +596,108 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
     return Napi::Number::New(env, static_cast<double>(w));
   }
 
+  // TapIo.write with a writer: stage frame0.. into the ring (bounds checked
+  // as WriteFrames does), publish once. Stops at the first frame with no room
+  // (status ENOBUFS) or too large for the ring (EMSGSIZE).
+  int64_t PostFrames(Napi::Env env, const char* op, int64_t n, int64_t piece0, int64_t frame0) {
+    const uint32_t* counts = txCounts_ + frame0;
+    const uint32_t* offs = txOffs_ + piece0;
+    const uint32_t* lens = txLens_ + piece0;
+    const size_t avail = txOffsN_ - static_cast<size_t>(piece0);
+    if (static_cast<size_t>(frame0 + n) > wCountedN_ || static_cast<size_t>(frame0 + n) > wKindsN_) {
+      ThrowRange(env, std::string(op) + ": frames " + std::to_string(frame0) + "+" + std::to_string(n) + " are outside the writer's tables");
+      return -1;
+    }
+    size_t at = 0;
+    int64_t i = 0;
+    *status_ = 0;
+    for (; i < n; i++) {
+      const uint32_t cnt = counts[i];
+      if (cnt == 0 || cnt > kMaxIov || at + cnt > avail) {
+        ThrowRange(env, std::string(op) + ": frame " + std::to_string(i) + " has " + std::to_string(cnt) + " pieces (1.." +
+                            std::to_string(kMaxIov) + ", " + std::to_string(avail - at) + " bound)");
+        return -1;
+      }
+      uint64_t total = 0;
+      for (uint32_t k = 0; k < cnt; k++) {
+        if (static_cast<uint64_t>(offs[at + k]) + lens[at + k] > alen_) {
+          ThrowRange(env, std::string(op) + ": piece " + std::to_string(at + k) + " [" + std::to_string(offs[at + k]) + ", +" +
+                              std::to_string(lens[at + k]) + ") is outside the arena (" + std::to_string(alen_) + " bytes)");
+          return -1;
+        }
+        total += lens[at + k];
+      }
+      // A frame may take at most half the ring (so a wrap never starves it).
+      if (total + 8 > writer_->cap() / 2) {
+        *status_ = EMSGSIZE;
+        break;
+      }
+      const uint32_t meta = wKinds_[frame0 + i] != 0 ? TxWriter::kSegment : (wCounted_[frame0 + i] & ~TxWriter::kSegment);
+      if (!writer_->Post(base_, offs + at, lens + at, cnt, static_cast<uint32_t>(total), meta)) {
+        *status_ = ENOBUFS;
+        break;
+      }
+      at += cnt;
+    }
+    writer_->Publish();
+    return i;
+  }
+
+  // startWriter(fd, ringBytes, counted: Uint32Array, kinds: Uint8Array, counters: Int32Array over a
+  // SharedArrayBuffer (>= kNCounters), name): from now on write(fd, ...) queues frames for a
+  // transmit thread. counted[i] / kinds[i] (frame i of the bound txCounts) say how a refused
+  // frame is taken back: kind 0 a packet the core counted as `counted` bytes, else a segment.
+  Napi::Value StartWriter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* op = "TapIo.startWriter";
+    int64_t fd = 0, cap = 0;
+    if (!GetInt(info, 0, op, "fd", 0, 0x7fffffff, &fd)) return env.Undefined();
+    if (!GetInt(info, 1, op, "ringBytes", 4096, 1 << 30, &cap)) return env.Undefined();
+    if (writer_) return ThrowRange(env, std::string(op) + ": this queue already has a writer");
+    if (!GetU32s(info, 2, op, "counted", 0, &wCounted_)) return env.Undefined();
+    wCountedN_ = info[2].As<Napi::Uint32Array>().ElementLength();
+    if (info.Length() <= 3 || !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      return ThrowType(env, std::string(op) + ": kinds must be a Uint8Array");
+    }
+    wKinds_ = info[3].As<Napi::Uint8Array>().Data();
+    wKindsN_ = info[3].As<Napi::Uint8Array>().ElementLength();
+    if (info.Length() <= 4 || !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[4].As<Napi::Int32Array>().ElementLength() < TxWriter::kNCounters) {
+      return ThrowType(env, std::string(op) + ": counters must be an Int32Array of length >= " + std::to_string(TxWriter::kNCounters) +
+                                " over a SharedArrayBuffer");
+    }
+    if (info.Length() <= 5 || !info[5].IsString()) return ThrowType(env, std::string(op) + ": name must be a string");
+    int32_t* ctr = info[4].As<Napi::Int32Array>().Data();
+    writer_ = std::make_unique<TxWriter>(static_cast<int>(fd), static_cast<size_t>(cap) & ~static_cast<size_t>(7), ctr,
+                                         info[5].As<Napi::String>().Utf8Value());
+    if (!writer_->ok()) {
+      writer_.reset();
+      return ThrowErrno(env, std::string(op) + ": ring of " + std::to_string(cap) + " bytes", ENOMEM);
+    }
+    writerFd_ = fd;
+    for (size_t i = 2; i < 5; i++) wRefs_[i - 2] = Napi::Persistent(info[i].As<Napi::Object>());
+    return env.Undefined();
+  }
+
+  // stopWriter(): write out what is queued, end the thread; write() is direct again (idempotent).
+  Napi::Value StopWriter(const Napi::CallbackInfo& info) {
+    if (writer_) writer_->Stop();
+    writer_.reset();
+    writerFd_ = -1;
+    return info.Env().Undefined();
+  }
+
+  // writerPending() -> bytes queued and not yet written (0 without a writer).
+  Napi::Value WriterPending(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), writer_ ? static_cast<double>(writer_->pending()) : 0);
+  }
+
+  std::unique_ptr<TxWriter> writer_;
+  int64_t writerFd_ = -1;
+  uint32_t* wCounted_ = nullptr;
+  uint8_t* wKinds_ = nullptr;
+  size_t wCountedN_ = 0, wKindsN_ = 0;
+  Napi::ObjectReference wRefs_[3];
   uint8_t* base_ = nullptr;
   size_t alen_ = 0;
   uint32_t *rxOffs_ = nullptr, *rxCaps_ = nullptr, *rxLens_ = nullptr, *txOffs_ = nullptr, *txLens_ = nullptr, *txCounts_ = nullptr;
@@ -565,6 +855,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("EIO", Napi::Number::New(env, EIO));
   c.Set("EINVAL", Napi::Number::New(env, EINVAL));
   c.Set("EBADFD", Napi::Number::New(env, EBADFD));
+  c.Set("ENOBUFS", Napi::Number::New(env, ENOBUFS));
+  c.Set("EMSGSIZE", Napi::Number::New(env, EMSGSIZE));
   exports.Set("constants", c);
   return exports;
 }

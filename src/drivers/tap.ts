@@ -118,6 +118,7 @@ import {
   RX_DROPPED,
   RX_ERRORS,
   TX_BYTES,
+  TX_DROPPED,
   TX_ERRORS,
   TX_PACKETS,
 } from "../core/netdev.js";
@@ -132,7 +133,25 @@ import {
   type Softnet,
 } from "../core/napi.js";
 import { netRxActionIrq } from "../core/loop.js";
-import { type TapAddon, tapAddon, type TapIoHandle, type TapPollHandle } from "../native/tap-addon.js";
+import {
+  TX_WRITER_BUSY,
+  TX_WRITER_CARRIER,
+  TX_WRITER_COUNTERS,
+  TX_WRITER_KICKS,
+  TX_WRITER_LAST_ERRNO,
+  TX_WRITER_OTHER,
+  TX_WRITER_REFUSED,
+  TX_WRITER_REFUSED_BYTES,
+  TX_WRITER_REFUSED_COUNTED,
+  TX_WRITER_REFUSED_PACKETS,
+  TX_WRITER_REFUSED_SEGMENTS,
+  TX_WRITER_SLEEPS,
+  TX_WRITER_WRITTEN,
+  type TapAddon,
+  tapAddon,
+  type TapIoHandle,
+  type TapPollHandle,
+} from "../native/tap-addon.js";
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_LEN,
@@ -220,7 +239,9 @@ export const TAP_POLLS = 22;
 export const TAP_READ_BURSTS = 23;
 /** writev bursts (TX batches written; txFrames / txBursts is the frames per doorbell). */
 export const TAP_TX_BURSTS = 24;
-export const TAP_STAT_MAX = 25;
+/** Frames refused because the transmit thread's ring was full (also counted in txBusy). */
+export const TAP_TX_RING_FULL = 25;
+export const TAP_STAT_MAX = 26;
 export const TAP_STAT_NAMES = [
   "rxFrames",
   "rxBytes",
@@ -247,6 +268,7 @@ export const TAP_STAT_NAMES = [
   "polls",
   "readBursts",
   "txBursts",
+  "txRingFull",
 ] as const;
 
 /** What the device does with each received skb (eth_type_trans + the stack), as veth's recv. */
@@ -282,9 +304,24 @@ export interface TapOptions {
   rxBurst?: number;
   /** NAPI weight (default 64). */
   weight?: number;
+  /**
+   * Write through a transmit thread per queue (vhost-net's worker, in user
+   * space; default false): each poll's batch is copied into the thread's
+   * ring in one native call and the thread makes the write(2) calls, so the
+   * NAPI thread does not wait for the kernel's delivery of every frame. A
+   * full ring is a FULL_RING drop (txBusy, txRingFull); a frame the kernel
+   * refuses later is taken back from TX_PACKETS at the next poll
+   * ({@link tapTxReconcile}). Costs one copy per frame.
+   */
+  txThread?: boolean;
+  /** Ring bytes of each transmit thread (default 4 MiB; 4 KiB .. 1 GiB; a frame may take half). */
+  txRingBytes?: number;
   /** The receive path. */
   recv: TapRecvFn;
 }
+
+/** Default ring of a transmit thread: 64 super-frames of 64 KiB, or ~30 000 small frames. */
+export const TAP_TX_RING_BYTES = 4 << 20;
 
 /** One queue: an fd, its readiness watch, its NAPI and its RX slots. */
 export class TapQueue {
@@ -324,6 +361,10 @@ export class TapQueue {
   txHdrs = 0;
   /** Set by tapCreate: writes the held frames. */
   txFlush: () => void = () => {};
+  /** The transmit thread's counters (TX_WRITER_*, over a SharedArrayBuffer; null without a thread). */
+  wCounters: Int32Array | null = null;
+  /** Their values at the last reconcile. */
+  readonly wSeen = new Int32Array(TX_WRITER_COUNTERS);
 
   /** Use {@link tapCreate}. */
   constructor(index: number, fd: number, napi: NapiStruct, slots: number, segs: number, hdrLen: number) {
@@ -366,6 +407,8 @@ export class TapPriv {
   readonly stats = new Float64Array(TAP_STAT_MAX);
   /** errno of the last refused write. */
   lastTxErrno = 0;
+  /** Ring bytes of each queue's transmit thread (0: writes are made on this thread). */
+  txRingBytes = 0;
   closed = false;
 
   /** Use {@link tapCreate}. */
@@ -503,6 +546,7 @@ function tapPoll(cpu: SkbCpu, napi: NapiStruct, budget: number): number {
   const p = privOf(napi.netdev);
   const q = queueOf(p, napi);
   p.stats[TAP_POLLS]++;
+  txReconcile(p, q);
   let done = 0;
   while (done < budget && !q.broken) {
     let want = budget - done;
@@ -583,9 +627,63 @@ function gatherSkb(cpu: SkbCpu, p: TapQueue, skb: number, at: number): number {
 function txRefused(p: TapPriv, err: number): void {
   p.lastTxErrno = err;
   const c = p.addon.constants;
-  if (err === c.EAGAIN) p.stats[TAP_TX_BUSY]++;
+  if (err === c.ENOBUFS) {
+    // The transmit thread's ring is full.
+    p.stats[TAP_TX_BUSY]++;
+    p.stats[TAP_TX_RING_FULL]++;
+  } else if (err === c.EAGAIN) p.stats[TAP_TX_BUSY]++;
   else if (err === c.EIO) p.stats[TAP_TX_CARRIER]++;
   else p.stats[TAP_TX_ERRORS]++;
+}
+
+/** How far counter `i` of a transmit thread moved since the last look (32-bit, wrapping). */
+function writerDelta(c: Int32Array, seen: Int32Array, i: number): number {
+  const v = Atomics.load(c, i);
+  const d = (v - (seen[i] as number)) >>> 0;
+  seen[i] = v;
+  return d;
+}
+
+/**
+ * Take back what queue `q`'s transmit thread could not write: each frame
+ * the kernel refused after the thread took it leaves TX_PACKETS / TX_BYTES
+ * for a FULL_RING TX drop (a software segment: TX_ERROR), as a refusal
+ * seen at once does in tapTxFlush. One atomic load when nothing was refused.
+ */
+function txReconcile(p: TapPriv, q: TapQueue): void {
+  const c = q.wCounters;
+  if (c === null) return;
+  const seen = q.wSeen;
+  if (Atomics.load(c, TX_WRITER_REFUSED) === seen[TX_WRITER_REFUSED]) return;
+  writerDelta(c, seen, TX_WRITER_REFUSED);
+  const dev = p.dev;
+  const pk = writerDelta(c, seen, TX_WRITER_REFUSED_PACKETS);
+  const counted = writerDelta(c, seen, TX_WRITER_REFUSED_COUNTED);
+  const sg = writerDelta(c, seen, TX_WRITER_REFUSED_SEGMENTS);
+  dev.stats[TX_PACKETS] -= pk;
+  dev.stats[TX_BYTES] -= counted;
+  dev.queueStats[TX_PACKETS] -= pk;
+  dev.queueStats[TX_BYTES] -= counted;
+  dev.stats[TX_DROPPED] += pk;
+  dev.drops[SKB_DROP_REASON.FULL_RING] += pk;
+  dev.stats[TX_ERRORS] += sg;
+  dev.drops[SKB_DROP_REASON.TX_ERROR] += sg;
+  p.stats[TAP_TX_FRAMES] -= pk + sg;
+  p.stats[TAP_TX_BYTES] -= writerDelta(c, seen, TX_WRITER_REFUSED_BYTES);
+  p.stats[TAP_TX_BUSY] += writerDelta(c, seen, TX_WRITER_BUSY);
+  p.stats[TAP_TX_CARRIER] += writerDelta(c, seen, TX_WRITER_CARRIER);
+  p.stats[TAP_TX_ERRORS] += writerDelta(c, seen, TX_WRITER_OTHER);
+  p.lastTxErrno = Atomics.load(c, TX_WRITER_LAST_ERRNO);
+}
+
+/**
+ * Apply what the transmit threads of `dev` could not write to its counters
+ * now (the poll does it anyway; tapStats and tapClose too). No-op without
+ * threads.
+ */
+export function tapTxReconcile(dev: NetDevice): void {
+  const p = privOf(dev);
+  for (const q of p.queues) txReconcile(p, q);
 }
 
 /** The TX queue of `skb` (its queue_mapping, modulo the queues). */
@@ -865,6 +963,11 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
   const segs = maxFrame < TAP_HEAD_CAP ? 1 : 1 + Math.ceil((maxFrame + 1 - TAP_HEAD_CAP) / HOST_BUF_SIZE);
   if (segs - 1 > MAX_SKB_FRAGS) throw new RangeError(`tapCreate(${name}): frames of ${maxFrame} bytes need more than MAX_SKB_FRAGS pages`);
   const slots = checkInt(name, "rxBurst", o.rxBurst ?? (segs > 1 ? 16 : 64), 1, 1024);
+  const txThread = o.txThread === true;
+  const txRingBytes = checkInt(name, "txRingBytes", o.txRingBytes ?? TAP_TX_RING_BYTES, 4096, 1 << 30);
+  if (txThread && maxFrame + hdrLen + 8 > txRingBytes / 2) {
+    throw new RangeError(`tapCreate(${name}): txRingBytes ${txRingBytes} is too small for frames of ${maxFrame} bytes (a frame may take half the ring)`);
+  }
   const weight = checkInt(name, "weight", o.weight ?? NAPI_POLL_WEIGHT, 1, 65536);
   const c = addon.constants;
   const flags = (vnet ? c.IFF_VNET_HDR : 0) | (nq > 1 || o.multiQueue === true ? c.IFF_MULTI_QUEUE : 0);
@@ -908,6 +1011,13 @@ export function tapCreate(ns: NetNamespace, sd: Softnet, o: TapOptions): NetDevi
     p.queues.push(q);
   }
   try {
+    if (txThread) {
+      p.txRingBytes = txRingBytes;
+      for (const q of p.queues) {
+        q.wCounters = new Int32Array(new SharedArrayBuffer(TX_WRITER_COUNTERS * 4));
+        (q.io as TapIoHandle).startWriter(q.fd, txRingBytes, q.txCounted, q.txKind, q.wCounters, ifname);
+      }
+    }
     if (vnet) {
       for (const q of p.queues) {
         q.txHdrs = kmalloc(sd.cpu.kmalloc, TAP_TX_MAX_FRAMES * TAP_TX_HDR_SLOT);
@@ -946,6 +1056,11 @@ export function tapClose(dev: NetDevice): void {
   if (p.closed) return;
   // Frames the core already counted as sent go out before the queues close.
   for (const q of p.queues) tapTxFlush(p.cpu, p, q);
+  // Transmit threads write out what they hold, end; what they could not write is taken back.
+  for (const q of p.queues) {
+    q.io?.stopWriter();
+    txReconcile(p, q);
+  }
   p.closed = true;
   dev.up = false;
   for (const q of p.queues) {
@@ -1000,6 +1115,8 @@ export function tapInfo(dev: NetDevice): {
   segsPerSlot: number;
   rxSlots: number;
   rxMaxFrame: number;
+  /** Ring bytes of each queue's transmit thread; 0 without (txThread false). */
+  txRingBytes: number;
 } {
   const p = privOf(dev);
   return {
@@ -1011,16 +1128,14 @@ export function tapInfo(dev: NetDevice): {
     segsPerSlot: p.segs,
     rxSlots: p.slots,
     rxMaxFrame: p.rxCap - 1,
+    txRingBytes: p.txRingBytes,
   };
 }
 
 /** TAP counters by name, plus queue states (allocates). */
-export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number], number> & {
-  brokenQueues: number;
-  lastRxErrno: number;
-  lastTxErrno: number;
-} {
+export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number], number> & TapQueueStates {
   const p = privOf(dev);
+  for (const q of p.queues) txReconcile(p, q);
   const o = {} as Record<string, number>;
   TAP_STAT_NAMES.forEach((n, i) => {
     o[n] = p.stats[i] as number;
@@ -1028,5 +1143,33 @@ export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number]
   o.brokenQueues = p.queues.filter((q) => q.broken).length;
   o.lastRxErrno = p.queues.reduce((a, q) => (q.lastErrno !== 0 ? q.lastErrno : a), 0);
   o.lastTxErrno = p.lastTxErrno;
-  return o as Record<(typeof TAP_STAT_NAMES)[number], number> & { brokenQueues: number; lastRxErrno: number; lastTxErrno: number };
+  let written = 0;
+  let kicks = 0;
+  let sleeps = 0;
+  let pending = 0;
+  for (const q of p.queues) {
+    const c = q.wCounters;
+    if (c === null) continue;
+    written += Atomics.load(c, TX_WRITER_WRITTEN) >>> 0;
+    kicks += Atomics.load(c, TX_WRITER_KICKS) >>> 0;
+    sleeps += Atomics.load(c, TX_WRITER_SLEEPS) >>> 0;
+    if (!p.closed) pending += (q.io as TapIoHandle).writerPending();
+  }
+  o.txThreadWritten = written;
+  o.txThreadKicks = kicks;
+  o.txThreadSleeps = sleeps;
+  o.txThreadPendingBytes = pending;
+  return o as Record<(typeof TAP_STAT_NAMES)[number], number> & TapQueueStates;
+}
+
+/** tapStats' fields beyond the counters. */
+export interface TapQueueStates {
+  brokenQueues: number;
+  lastRxErrno: number;
+  lastTxErrno: number;
+  /** Transmit threads (txThread): frames written (32-bit, wrapping), wake-ups, sleeps, bytes queued now. */
+  txThreadWritten: number;
+  txThreadKicks: number;
+  txThreadSleeps: number;
+  txThreadPendingBytes: number;
 }

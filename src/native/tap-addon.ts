@@ -49,6 +49,8 @@ export interface TapConstants {
   EIO: number;
   EINVAL: number;
   EBADFD: number;
+  ENOBUFS: number;
+  EMSGSIZE: number;
 }
 
 /**
@@ -116,7 +118,49 @@ export interface TapIoHandle {
    * the first one the kernel refuses.
    */
   write(fd: number, n: number, piece0: number, frame0: number): number;
+  /**
+   * Give queue `fd` a transmit thread (vhost-net's worker, in user space):
+   * from now on `write` copies each frame into a ring of `ringBytes` and
+   * returns at once; the thread writes them in order, one write(2) each,
+   * and sleeps when the ring is empty (`write` wakes it only then). A full
+   * ring stops `write` with status ENOBUFS; a frame over half the ring with
+   * EMSGSIZE. Frames the kernel refuses later are counted in `counters` (an
+   * Int32Array over a SharedArrayBuffer, indices TX_WRITER_*), classed by
+   * `kinds[i]` (0: a packet the core counted as `counted[i]` bytes, else a
+   * software segment) of frame i of txCounts. The thread is named
+   * `skbtx:<name>`. Throws when the queue already has one.
+   */
+  startWriter(fd: number, ringBytes: number, counted: Uint32Array, kinds: Uint8Array, counters: Int32Array, name: string): void;
+  /** Write out what the ring holds, end the thread; `write` is direct again. Idempotent. */
+  stopWriter(): void;
+  /** Bytes queued and not yet written (0 without a writer). */
+  writerPending(): number;
 }
+
+// Indices of a transmit thread's counters (TxWriter::Counter in native/tap.cc).
+/** Frames the kernel refused, any kind (bumped after the others). */
+export const TX_WRITER_REFUSED = 0;
+/** Refused frames that were packets the core had counted as sent. */
+export const TX_WRITER_REFUSED_PACKETS = 1;
+/** The bytes the core counted for those. */
+export const TX_WRITER_REFUSED_COUNTED = 2;
+/** Refused software segments. */
+export const TX_WRITER_REFUSED_SEGMENTS = 3;
+/** Refused frame bytes (virtio header included). */
+export const TX_WRITER_REFUSED_BYTES = 4;
+/** Refusals by errno class: EAGAIN/ENOBUFS, EIO (kernel side down), any other. */
+export const TX_WRITER_BUSY = 5;
+export const TX_WRITER_CARRIER = 6;
+export const TX_WRITER_OTHER = 7;
+/** errno of the last refusal. */
+export const TX_WRITER_LAST_ERRNO = 8;
+/** Frames written. */
+export const TX_WRITER_WRITTEN = 9;
+/** Wake-ups of the sleeping thread, and its sleeps. */
+export const TX_WRITER_KICKS = 10;
+export const TX_WRITER_SLEEPS = 11;
+/** Length of the counters array. */
+export const TX_WRITER_COUNTERS = 12;
 
 /** Where node-gyp leaves the addon, relative to this file (dist/src/native/). */
 const CANDIDATES = ["../../../build/Release/skbuff_tap.node", "../../../build/Debug/skbuff_tap.node"];
@@ -146,8 +190,8 @@ function load(): void {
     const path = new URL(rel, import.meta.url).pathname;
     try {
       const a = req(path) as TapAddon;
-      if (typeof a.TapIo !== "function" || typeof a.TapPoll !== "function") {
-        errors.push(`${path} is from an older build (no TapIo)`);
+      if (typeof a.TapIo !== "function" || typeof a.TapPoll !== "function" || typeof a.TapIo.prototype.startWriter !== "function") {
+        errors.push(`${path} is from an older build (no TapIo transmit thread): rebuild it (npm run build:native)`);
         continue;
       }
       addon = a;

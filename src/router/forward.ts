@@ -108,6 +108,8 @@ export interface ForwardDeviceConfig {
   vlans: ForwardVlanConfig[];
   /** tap */
   vnetHdr?: boolean;
+  /** tap: write through a transmit thread per queue (default true in skb forward). */
+  txThread?: boolean;
   /** vxlan / udp: local bind address and port, remote address and port, VNI. */
   local?: { address: string; port?: number };
   remote?: { address: string; port?: number };
@@ -224,7 +226,7 @@ function parseEndpoint(v: unknown, path: string): { address: string; port?: numb
 
 const DEVICE_COMMON = ["name", "type", "address", "mac", "mtu", "vlans"] as const;
 const DEVICE_FIELDS: Record<ForwardDeviceType, readonly string[]> = {
-  tap: [...DEVICE_COMMON, "vnetHdr"],
+  tap: [...DEVICE_COMMON, "vnetHdr", "txThread"],
   vxlan: [...DEVICE_COMMON, "local", "remote", "vni", "port"],
   udp: [...DEVICE_COMMON, "local", "remote", "port"],
   pcap: [...DEVICE_COMMON, "in", "out"],
@@ -270,6 +272,10 @@ export function parseForwardConfig(raw: unknown): ForwardConfig {
       if (d.vnetHdr !== undefined) {
         if (typeof d.vnetHdr !== "boolean") fail(`${p}.vnetHdr`, `expected true or false, got ${JSON.stringify(d.vnetHdr)}`);
         dev.vnetHdr = d.vnetHdr;
+      }
+      if (d.txThread !== undefined) {
+        if (typeof d.txThread !== "boolean") fail(`${p}.txThread`, `expected true or false, got ${JSON.stringify(d.txThread)}`);
+        dev.txThread = d.txThread;
       }
     } else if (type === "vxlan" || type === "udp") {
       if (d.local === undefined) fail(`${p}.local`, "required (local address to bind, \"a.b.c.d\" or \"a.b.c.d:port\")");
@@ -419,6 +425,8 @@ export async function forwarderCreate(config: ForwardConfig, o: ForwarderCreateO
           name: c.name,
           ...common,
           ...(c.vnetHdr !== undefined ? { vnetHdr: c.vnetHdr } : {}),
+          // The router's default: the NAPI thread does not wait for the kernel's delivery of each frame.
+          txThread: c.txThread ?? true,
           ...(o.tapMultiQueue === true ? { multiQueue: true } : {}),
           recv,
         });

@@ -26,7 +26,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -60,7 +60,21 @@ import {
   virtioNetHdrFromSkb,
   virtioNetHdrToSkb,
 } from "../../src/drivers/virtio-net-hdr.js";
-import { tapAddon, tapAddonStatus } from "../../src/native/tap-addon.js";
+import {
+  TX_WRITER_COUNTERS,
+  TX_WRITER_KICKS,
+  TX_WRITER_LAST_ERRNO,
+  TX_WRITER_OTHER,
+  TX_WRITER_REFUSED,
+  TX_WRITER_REFUSED_BYTES,
+  TX_WRITER_REFUSED_COUNTED,
+  TX_WRITER_REFUSED_PACKETS,
+  TX_WRITER_REFUSED_SEGMENTS,
+  TX_WRITER_SLEEPS,
+  TX_WRITER_WRITTEN,
+  tapAddon,
+  tapAddonStatus,
+} from "../../src/native/tap-addon.js";
 import { ethHeaderPush, ethTypeTrans } from "../../src/net/ethernet.js";
 import { icmpRcvEcho, icmpStatsCreate } from "../../src/net/icmp.js";
 import { ipRcvCore, ipStatsCreate } from "../../src/net/ipv4.js";
@@ -405,6 +419,11 @@ describe("tap: without privileges (virtio header, errors)", () => {
     assert.throws(() => tapCreate(ns, sd, { name: "x".repeat(16), recv() {} }), /tap 'x{16}': interface names are 1\.\.15 bytes/);
     assert.throws(() => tapCreate(ns, sd, { name: "skbt0", offload: TUN_F_CSUM, recv() {} }), /tapCreate\(skbt0\): offload needs vnetHdr/);
     assert.throws(() => tapCreate(ns, sd, { name: "skbt0", mtu: 40, recv() {} }), /tapCreate\(skbt0\): MTU 40 out of range/);
+    assert.throws(() => tapCreate(ns, sd, { name: "skbt0", txThread: true, txRingBytes: 1024, recv() {} }), /tapCreate\(skbt0\): txRingBytes 1024 out of range 4096\.\./);
+    assert.throws(
+      () => tapCreate(ns, sd, { name: "skbt0", txThread: true, txRingBytes: 65536, vnetHdr: true, recv() {} }),
+      /tapCreate\(skbt0\): txRingBytes 65536 is too small for frames of 65554 bytes \(a frame may take half the ring\)/,
+    );
   });
 
   test("TapIo: wrong argument types throw TypeErrors; iovecs and pieces outside the arena or the tables throw RangeErrors before any I/O", { skip: addon.available ? false : `addon unavailable: ${(addon as { reason?: string }).reason}` }, () => {
@@ -442,6 +461,112 @@ describe("tap: without privileges (virtio header, errors)", () => {
     assert.throws(() => io.write(0, 1, 0, 0), /TapIo\.write: piece 0 \[4000, \+200\) is outside the arena/);
     assert.throws(() => io.write(0, 2, 0, 1), /outside the bound tables/);
   });
+
+  test(
+    "TapIo transmit thread: frames leave in order through a small ring (wrapping), one write(2) each; a full ring stops at ENOBUFS, a frame over half the ring at EMSGSIZE; refused frames are counted by kind",
+    { skip: addon.available ? false : `addon unavailable: ${(addon as { reason?: string }).reason}` },
+    async (t) => {
+      const a = tapAddon();
+      const arena = new Uint8Array(new SharedArrayBuffer(1 << 16));
+      for (let i = 0; i < arena.length; i++) arena[i] = (i * 7 + (i >>> 8)) & 0xff;
+      const txOff = new Uint32Array(8);
+      const txLen = new Uint32Array(8);
+      const counts = new Uint32Array(4);
+      const counted = new Uint32Array(4);
+      const kinds = new Uint8Array(4);
+      const status = new Int32Array(1);
+      const ctr = new Int32Array(new SharedArrayBuffer(TX_WRITER_COUNTERS * 4));
+      const dir = mkdtempSync(join(tmpdir(), "skb-txw-"));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const file = join(dir, "frames");
+      const fd = openSync(file, "w");
+      const io = new a.TapIo(arena, new Uint32Array(1), new Uint32Array(1), new Uint32Array(1), txOff, txLen, counts, status);
+      assert.throws(() => io.startWriter(fd, 1000, counted, kinds, ctr, "t"), /ringBytes 1000 out of range 4096\.\./);
+      assert.throws(() => io.startWriter(fd, 4096, counted, kinds, new Int32Array(new SharedArrayBuffer(8)), "t"), {
+        name: "TypeError",
+        message: /counters must be an Int32Array of length >= 12/,
+      });
+      assert.throws(() => io.startWriter(fd, 4096, counted, new Uint32Array(4) as unknown as Uint8Array, ctr, "t"), /kinds must be a Uint8Array/);
+      io.startWriter(fd, 4096, counted, kinds, ctr, "t");
+      assert.throws(() => io.startWriter(fd, 4096, counted, kinds, ctr, "t"), /already has a writer/);
+      const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+      const drained = async (): Promise<void> => {
+        for (let i = 0; i < 500 && io.writerPending() !== 0; i++) await sleep(2);
+        assert.equal(io.writerPending(), 0, "the writer drained its ring");
+      };
+      // 60 frames of assorted sizes, each gathered from two pieces, posted one call at a time.
+      const sizes = [100, 1500, 7, 900, 1200, 64, 1999];
+      const expected: Uint8Array[] = [];
+      let at = 0;
+      for (let f = 0; f < 60; f++) {
+        const len = sizes[f % sizes.length] as number;
+        const first = len >>> 1;
+        at = (at + 997) % (arena.length - 4096);
+        txOff[0] = at;
+        txLen[0] = first;
+        txOff[1] = at + 2048;
+        txLen[1] = len - first;
+        counts[0] = 2;
+        expected.push(arena.slice(at, at + first), arena.slice(at + 2048, at + 2048 + len - first));
+        for (;;) {
+          const n = io.write(fd, 1, 0, 0);
+          if (n === 1) break;
+          assert.equal(status[0], a.constants.ENOBUFS, "only a full ring refuses a frame that fits");
+          await sleep(1);
+        }
+      }
+      await drained();
+      // One call, three 1500-byte frames, a drained 4096-byte ring: two fit, the third is refused.
+      for (let i = 0; i < 3; i++) {
+        txOff[i] = i * 1500;
+        txLen[i] = 1500;
+        counts[i] = 1;
+      }
+      assert.equal(io.write(fd, 3, 0, 0), 2);
+      assert.equal(status[0], a.constants.ENOBUFS);
+      expected.push(arena.slice(0, 1500), arena.slice(1500, 3000));
+      await drained();
+      txLen[0] = 2041; // + 8 bytes of record header: over half of 4096
+      assert.equal(io.write(fd, 1, 0, 0), 0);
+      assert.equal(status[0], a.constants.EMSGSIZE);
+      io.stopWriter();
+      io.stopWriter();
+      assert.equal(io.writerPending(), 0);
+      closeSync(fd);
+      assert.equal(Atomics.load(ctr, TX_WRITER_WRITTEN), 62);
+      assert.equal(Atomics.load(ctr, TX_WRITER_REFUSED), 0);
+      assert.ok(Atomics.load(ctr, TX_WRITER_SLEEPS) >= 1 && Atomics.load(ctr, TX_WRITER_KICKS) >= 1);
+      const got = readFileSync(file);
+      const want = Buffer.concat(expected);
+      assert.equal(got.length, want.length);
+      assert.ok(got.equals(want), "the file holds every frame, in order");
+
+      // A writer whose writes fail (a read-only fd: EBADF): refusals counted by kind.
+      const ro = openSync(file, "r");
+      const ctr2 = new Int32Array(new SharedArrayBuffer(TX_WRITER_COUNTERS * 4));
+      const io2 = new a.TapIo(arena, new Uint32Array(1), new Uint32Array(1), new Uint32Array(1), txOff, txLen, counts, status);
+      io2.startWriter(ro, 1 << 16, counted, kinds, ctr2, "t2");
+      for (let i = 0; i < 3; i++) {
+        txOff[i] = 100 * i;
+        txLen[i] = 60 + i;
+        counts[i] = 1;
+      }
+      counted[0] = 46;
+      counted[1] = 47;
+      kinds[2] = 1; // a software segment
+      assert.equal(io2.write(ro, 3, 0, 0), 3);
+      io2.stopWriter();
+      closeSync(ro);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_REFUSED), 3);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_REFUSED_PACKETS), 2);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_REFUSED_COUNTED), 93);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_REFUSED_SEGMENTS), 1);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_REFUSED_BYTES), 183);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_OTHER), 3);
+      assert.equal(Atomics.load(ctr2, TX_WRITER_LAST_ERRNO), 9, "EBADF");
+      assert.equal(Atomics.load(ctr2, TX_WRITER_WRITTEN), 0);
+    },
+  );
 
   const setpriv = which("setpriv");
   test(
@@ -487,13 +612,14 @@ describe("tap: without privileges (virtio header, errors)", () => {
 // ---- with the kernel (root) ----------------------------------------------------------------------
 
 describe("tap: frames to and from the kernel (root, network namespaces)", { skip: kernelSkip ?? false }, () => {
-  test("the kernel ARPs and pings us, we answer: ping -c 3 from the namespace succeeds", async () => {
+  for (const txThread of [false, true]) {
+  test(`the kernel ARPs and pings us, we answer: ping -c 3 from the namespace succeeds${txThread ? " (transmit thread)" : ""}`, async () => {
     const { cpu, ns, sd } = world();
     const c = new Cleanup();
     const [kernelIp, ourIp] = linkLocal30();
     const seen = newSeen();
     try {
-      const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, mac: "02:5b:00:00:00:01", recv: responder(ipv4(ourIp), seen) });
+      const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, mac: "02:5b:00:00:00:01", txThread, recv: responder(ipv4(ourIp), seen) });
       c.devs.push(dev);
       const ifname = tapInfo(dev).ifname;
       const n = kernelSide(c, ifname, kernelIp);
@@ -516,6 +642,7 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
     }
     assertNoLeaks(cpu);
   });
+  }
 
   test("frames sent in one poll leave in one burst; a write the kernel refuses (interface down: EIO) is a FULL_RING TX drop with TX_PACKETS taken back", () => {
     const { cpu, ns, sd } = world();
@@ -559,6 +686,72 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
       assert.equal(st2.txFrames, 4);
       assert.equal(st2.txBursts, 4, "3 refused bursts + 1 burst of 4 frames");
       assert.equal(devStats(dev).txPackets, 4);
+    } finally {
+      c.run();
+    }
+    assertNoLeaks(cpu);
+  });
+
+  test("with a transmit thread: frames reach the kernel; a write the kernel refuses later (interface down: EIO) is taken back from TX_PACKETS as a FULL_RING drop; close writes out what is queued", async () => {
+    const { cpu, ns, sd } = world();
+    const c = new Cleanup();
+    try {
+      const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, txThread: true, recv() {} });
+      c.devs.push(dev);
+      assert.equal(tapInfo(dev).txRingBytes, 4 << 20);
+      const send = (n: number): void => {
+        const napi = netifNapiAdd(sd, dev, (cc, nn) => {
+          for (let i = 0; i < n; i++) {
+            const skb = allocSkb(cc, 128);
+            skbReserve(cc, skb, 16);
+            const at = skbPut(cc, skb, 60);
+            cc.u8.fill(0xee, at, at + 60);
+            devQueueXmit(cc, dev, skb);
+          }
+          napiCompleteDone(nn, 1);
+          return 1;
+        });
+        napiSchedule(napi);
+        netRxAction(sd);
+      };
+      const drained = async (): Promise<void> => {
+        for (let i = 0; i < 500 && tapStats(dev).txThreadPendingBytes !== 0; i++) await new Promise((r) => setTimeout(r, 2));
+        assert.equal(tapStats(dev).txThreadPendingBytes, 0);
+      };
+      // Down: the thread's writes fail with EIO after the core counted the frames as sent.
+      send(3);
+      await drained();
+      const st = tapStats(dev);
+      const ds = devStats(dev);
+      assert.equal(st.txCarrier, 3, JSON.stringify(st));
+      assert.equal(st.txFrames, 0);
+      assert.equal(st.txBytes, 0);
+      assert.equal(st.txThreadWritten, 0);
+      assert.equal(st.lastTxErrno, 5, "EIO");
+      assert.equal(ds.txPackets, 0, "what was not written is not counted as sent");
+      assert.equal(ds.txBytes, 0);
+      assert.equal(ds.txDropped, 3);
+      assert.equal(dev.drops[SKB_DROP_REASON.FULL_RING], 3);
+      // Up: 4 frames reach the kernel side (its RX counters), counted as sent.
+      const ifname = tapInfo(dev).ifname;
+      sh(IP as string, ["link", "set", ifname, "up"]);
+      const rx0 = (JSON.parse(sh("ip", ["-s", "-j", "link", "show", "dev", ifname])) as { stats64: { rx: { packets: number } } }[])[0]?.stats64.rx.packets ?? 0;
+      send(4);
+      await drained();
+      const st2 = tapStats(dev);
+      assert.equal(st2.txFrames, 4);
+      assert.equal(st2.txThreadWritten, 4);
+      assert.equal(st2.txCarrier, 3);
+      assert.equal(devStats(dev).txPackets, 4);
+      const rx1 = (JSON.parse(sh("ip", ["-s", "-j", "link", "show", "dev", ifname])) as { stats64: { rx: { packets: number } } }[])[0]?.stats64.rx.packets ?? 0;
+      assert.equal(rx1 - rx0, 4, "the kernel side received the 4 frames");
+      // Frames still queued at close are written before the fd closes: close right after a send.
+      send(50);
+      tapClose(dev);
+      const st3 = tapStats(dev);
+      assert.equal(st3.txThreadWritten, 54, "close waited for the thread to write all 50");
+      assert.equal(st3.txFrames, 54);
+      assert.equal(devStats(dev).txPackets, 54);
     } finally {
       c.run();
     }

@@ -144,6 +144,8 @@ describe("skb forward configuration", () => {
     assert.equal(configError(dev({ name: "b", type: "vxlan", local: "127.0.0.1", remote: "127.0.0.1:4790" })), "config: devices[1].vni: required for vxlan (0..16777215)");
     assert.equal(configError(dev({ name: "b", type: "udp", local: "127.0.0.1", remote: "127.0.0.1" })), 'config: devices[1].port: required for udp (or give remote as "a.b.c.d:port")');
     assert.equal(configError(dev({ name: "b", type: "tap", vlans: [{ id: 4095, address: "10.1.0.1/24" }] })), "config: devices[1].vlans[0].id: expected an integer 1..4094, got 4095");
+    assert.equal(configError(dev({ name: "b", type: "tap", txThread: "yes" })), 'config: devices[1].txThread: expected true or false, got "yes"');
+    assert.equal(parseForwardConfig(dev({ name: "b", type: "tap", txThread: false })).devices[1]?.txThread, false);
     assert.equal(
       configError({ ...dev({ name: "b", type: "pcap" }), routes: [{ prefix: "10.9.0.1/16", dev: "a" }] }),
       "config: routes[0].prefix: '10.9.0.1/16' has host bits set (network is 10.9.0.0/16)",
