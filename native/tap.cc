@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/futex.h>
@@ -377,12 +378,15 @@ class TxWriter {
     kWritten,            // frames written
     kKicks,              // futex wakes by the producer
     kSleeps,             // times the thread slept
+    kRoomWaits,          // times the producer waited for room in a full ring
+    kDirect,             // large frames the producer wrote itself (the ring was empty)
     kNCounters
   };
   static constexpr uint32_t kWrap = 0xffffffffu;
   static constexpr uint32_t kSegment = 0x80000000u;
 
-  TxWriter(int fd, size_t cap, int32_t* ctr, const std::string& name) : fd_(fd), cap_(cap), ctr_(ctr) {
+  TxWriter(int fd, size_t cap, int32_t* ctr, const std::string& name, int64_t waitMs)
+      : fd_(fd), cap_(cap), ctr_(ctr), waitMs_(waitMs) {
     ring_ = static_cast<uint8_t*>(aligned_alloc(64, cap));
     if (ring_ == nullptr) return;
     thread_ = std::thread([this] { Run(); });
@@ -406,13 +410,50 @@ class TxWriter {
     thread_.join();
   }
 
+  // Ring bytes a frame of `total` bytes takes at the staging point (with the wrap it may need).
+  uint64_t Need(uint32_t total) const {
+    const uint64_t need = 8 + ((static_cast<uint64_t>(total) + 7) & ~7ull);
+    const uint64_t pos = stage_ % cap_;
+    return pos + need > cap_ ? cap_ - pos + need : need;
+  }
+  bool Room(uint64_t need) const { return stage_ - tail_.load(std::memory_order_acquire) + need <= cap_; }
+  // Nothing staged, published or being written: a frame written now keeps the order.
+  bool Idle() const { return stage_ == tail_.load(std::memory_order_acquire); }
+  void CountDirect() { __atomic_fetch_add(ctr_ + kDirect, 1, __ATOMIC_RELAXED); }
+
+  // The ring is full: publish what is staged (the thread can only drain that)
+  // and wait until `need` bytes are free — the back-pressure a synchronous
+  // write would have applied, without dropping. Gives up (false) after
+  // waitMs_ of no room, e.g. when the fd blocks.
+  bool WaitRoom(uint64_t need) {
+    Publish();
+    __atomic_fetch_add(ctr_ + kRoomWaits, 1, __ATOMIC_RELAXED);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+      const uint32_t seen = freed_.load(std::memory_order_seq_cst);
+      waiting_.store(1, std::memory_order_seq_cst);
+      if (Room(need)) break;
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      const int64_t left = waitMs_ * 1000000 - ((now.tv_sec - t0.tv_sec) * 1000000000 + (now.tv_nsec - t0.tv_nsec));
+      if (left <= 0) {
+        waiting_.store(0, std::memory_order_seq_cst);
+        return false;
+      }
+      struct timespec ts = {static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(&freed_), FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+    }
+    waiting_.store(0, std::memory_order_seq_cst);
+    return true;
+  }
+
   // Stage one frame (gathered from the arena pieces); false when the ring has no room.
   bool Post(const uint8_t* base, const uint32_t* offs, const uint32_t* lens, uint32_t cnt, uint32_t total, uint32_t meta) {
     const uint64_t need = 8 + ((static_cast<uint64_t>(total) + 7) & ~7ull);
     uint64_t pos = stage_ % cap_;
     const uint64_t wrap = pos + need > cap_ ? cap_ - pos : 0;
-    const uint64_t used = stage_ - tail_.load(std::memory_order_acquire);
-    if (used + wrap + need > cap_) return false;
+    if (!Room(wrap + need)) return false;
     if (wrap != 0) {
       memcpy(ring_ + pos, &kWrap, 4);
       stage_ += wrap;
@@ -489,7 +530,12 @@ class TxWriter {
           Add(kWritten, 1);
         }
         t += 8 + ((static_cast<uint64_t>(len) + 7) & ~7ull);
-        tail_.store(t, std::memory_order_release);
+        tail_.store(t, std::memory_order_seq_cst);
+        if (waiting_.load(std::memory_order_seq_cst) != 0) {
+          // The producer waits for room (WaitRoom): tell it some was freed.
+          freed_.fetch_add(1, std::memory_order_seq_cst);
+          syscall(SYS_futex, reinterpret_cast<uint32_t*>(&freed_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+        }
       }
     }
   }
@@ -497,6 +543,7 @@ class TxWriter {
   int fd_;
   size_t cap_;
   int32_t* ctr_;
+  int64_t waitMs_;
   uint8_t* ring_ = nullptr;
   uint64_t stage_ = 0;  // producer-private: staged, not yet published
   alignas(64) std::atomic<uint64_t> head_{0};
@@ -504,6 +551,8 @@ class TxWriter {
   alignas(64) std::atomic<uint32_t> wake_{0};
   std::atomic<uint32_t> sleeping_{0};
   std::atomic<uint32_t> stop_{0};
+  alignas(64) std::atomic<uint32_t> freed_{0};
+  std::atomic<uint32_t> waiting_{0};
   std::thread thread_;
 };
 
@@ -596,9 +645,15 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
     return Napi::Number::New(env, static_cast<double>(w));
   }
 
+  // Frames this large (TSO/USO super-frames) skip the ring when it is idle:
+  // a copy of 64 KiB costs more than the parallel write saves.
+  static constexpr uint64_t kDirectMin = 8192;
+
   // TapIo.write with a writer: stage frame0.. into the ring (bounds checked
-  // as WriteFrames does), publish once. Stops at the first frame with no room
-  // (status ENOBUFS) or too large for the ring (EMSGSIZE).
+  // as WriteFrames does), publish once; a super-frame meeting an idle ring is
+  // written directly instead. A full ring is waited on (WaitRoom);
+  // stops at a frame that found no room within the wait (status ENOBUFS) or
+  // is too large for the ring (EMSGSIZE).
   int64_t PostFrames(Napi::Env env, const char* op, int64_t n, int64_t piece0, int64_t frame0) {
     const uint32_t* counts = txCounts_ + frame0;
     const uint32_t* offs = txOffs_ + piece0;
@@ -632,11 +687,31 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
         *status_ = EMSGSIZE;
         break;
       }
+      if (total >= kDirectMin && writer_->Idle()) {
+        // A super-frame with nothing queued before it: write it from the arena
+        // here (no copy; the order holds). A refusal stops the burst as in WriteFrames.
+        static thread_local struct iovec iov[kMaxIov];
+        for (uint32_t k = 0; k < cnt; k++) {
+          iov[k].iov_base = base_ + offs[at + k];
+          iov[k].iov_len = lens[at + k];
+        }
+        ssize_t r;
+        do r = writev(static_cast<int>(writerFd_), iov, static_cast<int>(cnt));
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+          *status_ = errno;
+          break;
+        }
+        writer_->CountDirect();
+        at += cnt;
+        continue;
+      }
       const uint32_t meta = wKinds_[frame0 + i] != 0 ? TxWriter::kSegment : (wCounted_[frame0 + i] & ~TxWriter::kSegment);
-      if (!writer_->Post(base_, offs + at, lens + at, cnt, static_cast<uint32_t>(total), meta)) {
+      if (!writer_->Room(writer_->Need(static_cast<uint32_t>(total))) && !writer_->WaitRoom(writer_->Need(static_cast<uint32_t>(total)))) {
         *status_ = ENOBUFS;
         break;
       }
+      writer_->Post(base_, offs + at, lens + at, cnt, static_cast<uint32_t>(total), meta);
       at += cnt;
     }
     writer_->Publish();
@@ -644,7 +719,7 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
   }
 
   // startWriter(fd, ringBytes, counted: Uint32Array, kinds: Uint8Array, counters: Int32Array over a
-  // SharedArrayBuffer (>= kNCounters), name): from now on write(fd, ...) queues frames for a
+  // SharedArrayBuffer (>= kNCounters), name[, waitMs = 1000]): from now on write(fd, ...) queues frames for a
   // transmit thread. counted[i] / kinds[i] (frame i of the bound txCounts) say how a refused
   // frame is taken back: kind 0 a packet the core counted as `counted` bytes, else a segment.
   Napi::Value StartWriter(const Napi::CallbackInfo& info) {
@@ -667,9 +742,11 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
                                 " over a SharedArrayBuffer");
     }
     if (info.Length() <= 5 || !info[5].IsString()) return ThrowType(env, std::string(op) + ": name must be a string");
+    int64_t waitMs = 1000;
+    if (info.Length() > 6 && !info[6].IsUndefined() && !GetInt(info, 6, op, "waitMs", 0, 60000, &waitMs)) return env.Undefined();
     int32_t* ctr = info[4].As<Napi::Int32Array>().Data();
     writer_ = std::make_unique<TxWriter>(static_cast<int>(fd), static_cast<size_t>(cap) & ~static_cast<size_t>(7), ctr,
-                                         info[5].As<Napi::String>().Utf8Value());
+                                         info[5].As<Napi::String>().Utf8Value(), waitMs);
     if (!writer_->ok()) {
       writer_.reset();
       return ThrowErrno(env, std::string(op) + ": ring of " + std::to_string(cap) + " bytes", ENOMEM);

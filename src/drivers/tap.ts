@@ -16,7 +16,11 @@
  *
  *  transmit (xmit = ndo_start_xmit): one writev per frame, gathered straight
  *    from the arena: [virtio header] + linear part + page frags + frag_list
- *    members (no linearising), then napiConsumeSkb.
+ *    members (no linearising), then napiConsumeSkb. With `txThread` (vhost-
+ *    net's TX worker) the same gather is copied into the queue's ring in the
+ *    one native call, the skbs are consumed at once, and a native thread
+ *    makes the writes; what the kernel refuses there is taken back from the
+ *    device counters at the next poll (txReconcile).
  *      vnet header : GSO skbs go out whole (super-frames) with gso_type /
  *                    gso_size / NEEDS_CSUM filled, the checksum left PARTIAL
  *      no header   : GSO skbs are segmented in software (skbGsoSegment) and
@@ -137,6 +141,7 @@ import {
   TX_WRITER_BUSY,
   TX_WRITER_CARRIER,
   TX_WRITER_COUNTERS,
+  TX_WRITER_DIRECT,
   TX_WRITER_KICKS,
   TX_WRITER_LAST_ERRNO,
   TX_WRITER_OTHER,
@@ -145,6 +150,7 @@ import {
   TX_WRITER_REFUSED_COUNTED,
   TX_WRITER_REFUSED_PACKETS,
   TX_WRITER_REFUSED_SEGMENTS,
+  TX_WRITER_ROOM_WAITS,
   TX_WRITER_SLEEPS,
   TX_WRITER_WRITTEN,
   type TapAddon,
@@ -239,7 +245,7 @@ export const TAP_POLLS = 22;
 export const TAP_READ_BURSTS = 23;
 /** writev bursts (TX batches written; txFrames / txBursts is the frames per doorbell). */
 export const TAP_TX_BURSTS = 24;
-/** Frames refused because the transmit thread's ring was full (also counted in txBusy). */
+/** Frames refused because the transmit thread's ring stayed full (also counted in txBusy). */
 export const TAP_TX_RING_FULL = 25;
 export const TAP_STAT_MAX = 26;
 export const TAP_STAT_NAMES = [
@@ -309,9 +315,12 @@ export interface TapOptions {
    * space; default false): each poll's batch is copied into the thread's
    * ring in one native call and the thread makes the write(2) calls, so the
    * NAPI thread does not wait for the kernel's delivery of every frame. A
-   * full ring is a FULL_RING drop (txBusy, txRingFull); a frame the kernel
-   * refuses later is taken back from TX_PACKETS at the next poll
-   * ({@link tapTxReconcile}). Costs one copy per frame.
+   * full ring is waited on (txRingWaits: the back-pressure a direct write
+   * applies); a frame still without room after 1 s is a FULL_RING drop
+   * (txBusy, txRingFull). A frame the kernel refuses later is taken back
+   * from TX_PACKETS at the next poll ({@link tapTxReconcile}). Costs one
+   * copy per frame, but for super-frames (8 KiB and more) that find the
+   * ring idle: those are written directly, as without the thread.
    */
   txThread?: boolean;
   /** Ring bytes of each transmit thread (default 4 MiB; 4 KiB .. 1 GiB; a frame may take half). */
@@ -1147,9 +1156,13 @@ export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number]
   let kicks = 0;
   let sleeps = 0;
   let pending = 0;
+  let waits = 0;
+  let direct = 0;
   for (const q of p.queues) {
     const c = q.wCounters;
     if (c === null) continue;
+    waits += Atomics.load(c, TX_WRITER_ROOM_WAITS) >>> 0;
+    direct += Atomics.load(c, TX_WRITER_DIRECT) >>> 0;
     written += Atomics.load(c, TX_WRITER_WRITTEN) >>> 0;
     kicks += Atomics.load(c, TX_WRITER_KICKS) >>> 0;
     sleeps += Atomics.load(c, TX_WRITER_SLEEPS) >>> 0;
@@ -1159,6 +1172,8 @@ export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number]
   o.txThreadKicks = kicks;
   o.txThreadSleeps = sleeps;
   o.txThreadPendingBytes = pending;
+  o.txRingWaits = waits;
+  o.txThreadDirect = direct;
   return o as Record<(typeof TAP_STAT_NAMES)[number], number> & TapQueueStates;
 }
 
@@ -1172,4 +1187,8 @@ export interface TapQueueStates {
   txThreadKicks: number;
   txThreadSleeps: number;
   txThreadPendingBytes: number;
+  /** Times a full ring made the NAPI thread wait for room. */
+  txRingWaits: number;
+  /** Super-frames written by the NAPI thread itself because the ring was idle (no copy). */
+  txThreadDirect: number;
 }

@@ -123,14 +123,18 @@ export interface TapIoHandle {
    * from now on `write` copies each frame into a ring of `ringBytes` and
    * returns at once; the thread writes them in order, one write(2) each,
    * and sleeps when the ring is empty (`write` wakes it only then). A full
-   * ring stops `write` with status ENOBUFS; a frame over half the ring with
-   * EMSGSIZE. Frames the kernel refuses later are counted in `counters` (an
+   * ring makes `write` wait for room (TX_WRITER_ROOM_WAITS), as a direct
+   * write would have taken that long; after `waitMs` (default 1000) without
+   * room it stops with status ENOBUFS; a frame over half the ring stops it
+   * with EMSGSIZE. A frame of 8 KiB or more that finds the ring idle is
+   * written by `write` itself, from the arena (no copy; a refusal then
+   * stops `write` with its errno, as without a writer). Frames the kernel refuses later are counted in `counters` (an
    * Int32Array over a SharedArrayBuffer, indices TX_WRITER_*), classed by
    * `kinds[i]` (0: a packet the core counted as `counted[i]` bytes, else a
    * software segment) of frame i of txCounts. The thread is named
    * `skbtx:<name>`. Throws when the queue already has one.
    */
-  startWriter(fd: number, ringBytes: number, counted: Uint32Array, kinds: Uint8Array, counters: Int32Array, name: string): void;
+  startWriter(fd: number, ringBytes: number, counted: Uint32Array, kinds: Uint8Array, counters: Int32Array, name: string, waitMs?: number): void;
   /** Write out what the ring holds, end the thread; `write` is direct again. Idempotent. */
   stopWriter(): void;
   /** Bytes queued and not yet written (0 without a writer). */
@@ -159,8 +163,12 @@ export const TX_WRITER_WRITTEN = 9;
 /** Wake-ups of the sleeping thread, and its sleeps. */
 export const TX_WRITER_KICKS = 10;
 export const TX_WRITER_SLEEPS = 11;
+/** Times `write` found the ring full and waited for room. */
+export const TX_WRITER_ROOM_WAITS = 12;
+/** Super-frames (>= 8 KiB) `write` made itself because the ring was idle (no copy, order kept). */
+export const TX_WRITER_DIRECT = 13;
 /** Length of the counters array. */
-export const TX_WRITER_COUNTERS = 12;
+export const TX_WRITER_COUNTERS = 14;
 
 /** Where node-gyp leaves the addon, relative to this file (dist/src/native/). */
 const CANDIDATES = ["../../../build/Release/skbuff_tap.node", "../../../build/Debug/skbuff_tap.node"];

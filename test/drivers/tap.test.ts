@@ -26,7 +26,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -62,6 +62,7 @@ import {
 } from "../../src/drivers/virtio-net-hdr.js";
 import {
   TX_WRITER_COUNTERS,
+  TX_WRITER_DIRECT,
   TX_WRITER_KICKS,
   TX_WRITER_LAST_ERRNO,
   TX_WRITER_OTHER,
@@ -70,6 +71,7 @@ import {
   TX_WRITER_REFUSED_COUNTED,
   TX_WRITER_REFUSED_PACKETS,
   TX_WRITER_REFUSED_SEGMENTS,
+  TX_WRITER_ROOM_WAITS,
   TX_WRITER_SLEEPS,
   TX_WRITER_WRITTEN,
   tapAddon,
@@ -463,7 +465,7 @@ describe("tap: without privileges (virtio header, errors)", () => {
   });
 
   test(
-    "TapIo transmit thread: frames leave in order through a small ring (wrapping), one write(2) each; a full ring stops at ENOBUFS, a frame over half the ring at EMSGSIZE; refused frames are counted by kind",
+    "TapIo transmit thread: frames leave in order through a small ring (wrapping), one write(2) each; a full ring is waited on, and refused with ENOBUFS when it stays full; a frame over half the ring is refused with EMSGSIZE; refused frames are counted by kind",
     { skip: addon.available ? false : `addon unavailable: ${(addon as { reason?: string }).reason}` },
     async (t) => {
       const a = tapAddon();
@@ -484,7 +486,7 @@ describe("tap: without privileges (virtio header, errors)", () => {
       assert.throws(() => io.startWriter(fd, 1000, counted, kinds, ctr, "t"), /ringBytes 1000 out of range 4096\.\./);
       assert.throws(() => io.startWriter(fd, 4096, counted, kinds, new Int32Array(new SharedArrayBuffer(8)), "t"), {
         name: "TypeError",
-        message: /counters must be an Int32Array of length >= 12/,
+        message: /counters must be an Int32Array of length >= 14/,
       });
       assert.throws(() => io.startWriter(fd, 4096, counted, new Uint32Array(4) as unknown as Uint8Array, ctr, "t"), /kinds must be a Uint8Array/);
       io.startWriter(fd, 4096, counted, kinds, ctr, "t");
@@ -516,15 +518,17 @@ describe("tap: without privileges (virtio header, errors)", () => {
         }
       }
       await drained();
-      // One call, three 1500-byte frames, a drained 4096-byte ring: two fit, the third is refused.
+      // One call, three 1500-byte frames, a drained 4096-byte ring: two fit, the call waits for room for the third.
       for (let i = 0; i < 3; i++) {
         txOff[i] = i * 1500;
         txLen[i] = 1500;
         counts[i] = 1;
       }
-      assert.equal(io.write(fd, 3, 0, 0), 2);
-      assert.equal(status[0], a.constants.ENOBUFS);
-      expected.push(arena.slice(0, 1500), arena.slice(1500, 3000));
+      const waits0 = Atomics.load(ctr, TX_WRITER_ROOM_WAITS);
+      assert.equal(io.write(fd, 3, 0, 0), 3);
+      assert.equal(status[0], 0);
+      assert.equal(Atomics.load(ctr, TX_WRITER_ROOM_WAITS), waits0 + 1, "the third frame waited for room");
+      expected.push(arena.slice(0, 1500), arena.slice(1500, 3000), arena.slice(3000, 4500));
       await drained();
       txLen[0] = 2041; // + 8 bytes of record header: over half of 4096
       assert.equal(io.write(fd, 1, 0, 0), 0);
@@ -533,13 +537,38 @@ describe("tap: without privileges (virtio header, errors)", () => {
       io.stopWriter();
       assert.equal(io.writerPending(), 0);
       closeSync(fd);
-      assert.equal(Atomics.load(ctr, TX_WRITER_WRITTEN), 62);
+      assert.equal(Atomics.load(ctr, TX_WRITER_WRITTEN), 63);
       assert.equal(Atomics.load(ctr, TX_WRITER_REFUSED), 0);
       assert.ok(Atomics.load(ctr, TX_WRITER_SLEEPS) >= 1 && Atomics.load(ctr, TX_WRITER_KICKS) >= 1);
       const got = readFileSync(file);
       const want = Buffer.concat(expected);
       assert.equal(got.length, want.length);
       assert.ok(got.equals(want), "the file holds every frame, in order");
+
+      // Super-frames (>= 8 KiB) that find the ring idle are written by the caller, from the arena;
+      // behind a queued frame they take the ring, so the order holds.
+      const file4 = join(dir, "frames4");
+      const fd4 = openSync(file4, "w");
+      const ctr4 = new Int32Array(new SharedArrayBuffer(TX_WRITER_COUNTERS * 4));
+      const io4 = new a.TapIo(arena, new Uint32Array(1), new Uint32Array(1), new Uint32Array(1), txOff, txLen, counts, status);
+      io4.startWriter(fd4, 1 << 16, counted, kinds, ctr4, "t4");
+      txOff[0] = 100;
+      txLen[0] = 9000;
+      counts[0] = 1;
+      assert.equal(io4.write(fd4, 1, 0, 0), 1);
+      assert.equal(Atomics.load(ctr4, TX_WRITER_DIRECT), 1, "idle ring: written directly");
+      assert.equal(io4.writerPending(), 0);
+      txOff[0] = 20000;
+      txLen[0] = 60;
+      txOff[1] = 30000;
+      txLen[1] = 9000;
+      counts[1] = 1;
+      assert.equal(io4.write(fd4, 2, 0, 0), 2);
+      io4.stopWriter();
+      closeSync(fd4);
+      assert.equal(Atomics.load(ctr4, TX_WRITER_DIRECT), 1, "behind a queued frame, the super-frame took the ring");
+      assert.equal(Atomics.load(ctr4, TX_WRITER_WRITTEN), 2);
+      assert.ok(readFileSync(file4).equals(Buffer.concat([arena.slice(100, 9100), arena.slice(20000, 20060), arena.slice(30000, 39000)])));
 
       // A writer whose writes fail (a read-only fd: EBADF): refusals counted by kind.
       const ro = openSync(file, "r");
@@ -565,6 +594,45 @@ describe("tap: without privileges (virtio header, errors)", () => {
       assert.equal(Atomics.load(ctr2, TX_WRITER_OTHER), 3);
       assert.equal(Atomics.load(ctr2, TX_WRITER_LAST_ERRNO), 9, "EBADF");
       assert.equal(Atomics.load(ctr2, TX_WRITER_WRITTEN), 0);
+
+      // A writer stuck in a write (a FIFO nobody reads: the pipe fills, write(2) blocks): a full ring
+      // waits `waitMs`, then refuses with ENOBUFS; draining the FIFO lets the writer finish.
+      const fifo = join(dir, "fifo");
+      execFileSync("mkfifo", [fifo]);
+      const rd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      const wr = openSync(fifo, "w");
+      const ctr3 = new Int32Array(new SharedArrayBuffer(TX_WRITER_COUNTERS * 4));
+      const io3 = new a.TapIo(arena, new Uint32Array(1), new Uint32Array(1), new Uint32Array(1), txOff, txLen, counts, status);
+      io3.startWriter(wr, 8192, counted, kinds, ctr3, "t3", 50);
+      txOff[0] = 0;
+      txLen[0] = 2000;
+      counts[0] = 1;
+      let posted = 0;
+      const t0 = Date.now();
+      for (;;) {
+        const n = io3.write(wr, 1, 0, 0);
+        if (n === 0) break;
+        posted++;
+        assert.ok(posted < 200, "the pipe (64 KiB) and the ring (8 KiB) hold fewer than 200 frames of 2000 bytes");
+      }
+      assert.equal(status[0], a.constants.ENOBUFS);
+      assert.ok(Date.now() - t0 >= 45, "the last write waited ~50 ms for room");
+      assert.ok(Atomics.load(ctr3, TX_WRITER_ROOM_WAITS) >= 1);
+      const buf = Buffer.alloc(1 << 16);
+      let got3 = 0;
+      for (let i = 0; i < 2000 && got3 < posted * 2000; i++) {
+        try {
+          got3 += readSync(rd, buf, 0, buf.length, null);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+          await sleep(1);
+        }
+      }
+      assert.equal(got3, posted * 2000, "every frame the ring took came out of the FIFO");
+      io3.stopWriter();
+      closeSync(wr);
+      closeSync(rd);
+      assert.equal(Atomics.load(ctr3, TX_WRITER_WRITTEN), posted);
     },
   );
 
