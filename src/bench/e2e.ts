@@ -68,6 +68,8 @@ export interface E2eResult {
   rounds: number;
   results: E2eRow[];
   /** Final reports of the two skb forward processes (leak check). */
+  /** The NAPI cache A/B per test: the skbuff router with the cache on ÷ off (goodput), of the means and round by round. */
+  cacheOnOff: { test: E2eTest; ratio: number | null; perRound: { median: number; min: number; max: number } | null }[];
   routers: {
     cache: "on" | "off";
     ok: boolean | null;
@@ -374,6 +376,19 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       }
     }
 
+    const cacheOnOff: E2eResult["cacheOnOff"] = tests.map((t) => {
+      const on = samples.get(key(paths[1] as Path, t)) ?? [];
+      const off = samples.get(key(paths[0] as Path, t)) ?? [];
+      const pairs = on.length === off.length ? on.map((s, i) => [s.gbps, (off[i] as Sample).gbps] as const).filter(([a, b]) => a >= 0 && b > 0) : [];
+      const mOn = mean(on.map((s) => s.gbps));
+      const mOff = mean(off.map((s) => s.gbps));
+      return {
+        test: t,
+        ratio: mOn !== null && mOff !== null && mOff > 0 ? mOn / mOff : null,
+        perRound: pairs.length === 0 ? null : pairedRatios(pairs.map(([a]) => a), pairs.map(([, b]) => b)),
+      };
+    });
+
     // Stop the routers: their final reports carry the leak check.
     const reports: E2eResult["routers"] = [];
     for (const rt of routers) {
@@ -401,7 +416,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       }
       reports.push({ cache: rt.cache, ok, forwarded, packets, polls, gcs, heapAllocated, exitCode: ex === null ? null : ex.code });
     }
-    return { duration: o.duration, rounds: o.rounds, results, routers: reports, notes };
+    return { duration: o.duration, rounds: o.rounds, results, cacheOnOff, routers: reports, notes };
   } finally {
     for (const c of servers) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     for (const rt of routers) if (rt.child.exitCode === null && rt.child.signalCode === null) rt.child.kill("SIGKILL");
@@ -442,6 +457,13 @@ export function formatE2eBench(res: E2eResult): string {
     line(head),
     line(w.map((n) => "-".repeat(n))),
     ...rows.map(line),
+    "",
+    "NAPI head cache on / off (skbuff goodput, same run: of the means; per round: median and range):",
+    ...res.cacheOnOff.map(
+      (c) =>
+        `  ${c.test.padEnd(8)} ${c.ratio === null ? "-" : `${c.ratio.toFixed(3)}×`}` +
+        `${c.perRound === null ? "" : `   per round ${c.perRound.median.toFixed(3)}× (${c.perRound.min.toFixed(2)}–${c.perRound.max.toFixed(2)})`}`,
+    ),
     "",
     ...res.routers.map(
       (r) =>

@@ -81,6 +81,17 @@ describe("skb bench e2e", { skip: skip ?? false }, () => {
         }
       }
     }
+    // The cache A/B, per test: on ÷ off of the means, and (one round) the same figure per round.
+    assert.deepEqual(
+      j.cacheOnOff.map((c: { test: string }) => c.test),
+      tests,
+    );
+    for (const c of j.cacheOnOff) {
+      const on = j.results.find((r: { router: string; cache: string; test: string }) => r.cache === "on" && r.test === c.test);
+      const off = j.results.find((r: { router: string; cache: string; test: string }) => r.cache === "off" && r.test === c.test);
+      assert.ok(Math.abs(c.ratio - on.gbps / off.gbps) < 1e-9, JSON.stringify(c));
+      assert.ok(Math.abs(c.perRound.median - c.ratio) < 1e-9, JSON.stringify(c));
+    }
     assert.equal(j.routers.length, 2);
     for (const r of j.routers) {
       assert.equal(r.exitCode, 0, JSON.stringify(r));
