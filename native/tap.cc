@@ -10,6 +10,7 @@
 //     .startWriter(...)          a transmit thread per queue (TxWriter): write()
 //                                then copies frames into its ring and returns
 //   close(fd)
+//   threadCpuNs()                the calling thread's CPU time (ns)
 //   TapPoll(fd, cb)              a uv_poll_t: cb() when the fd becomes readable
 //
 // The arena is a SharedArrayBuffer. Node 20's Node-API has no accessor for a
@@ -791,6 +792,14 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// threadCpuNs() -> CPU time of the calling thread, ns (CLOCK_THREAD_CPUTIME_ID): what
+// an A/B inside one process charges to each side without the other threads' time.
+Napi::Value ThreadCpuNs(const Napi::CallbackInfo& info) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return Napi::Number::New(info.Env(), static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec));
+}
+
 // strerror for JS (cold: error reports).
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -914,6 +923,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TapIo", TapIo::Init(env));
   exports.Set("close", Napi::Function::New<Close>(env, "close"));
   exports.Set("strerror", Napi::Function::New<StrError>(env, "strerror"));
+  exports.Set("threadCpuNs", Napi::Function::New<ThreadCpuNs>(env, "threadCpuNs"));
   exports.Set("TapPoll", TapPoll::Init(env));
   // The ABI constants the TypeScript side needs (from the headers this was built with).
   Napi::Object c = Napi::Object::New(env);

@@ -28,6 +28,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tapAddonStatus } from "../native/tap-addon.js";
+import { type CacheAbResult, formatPairs } from "../router/cache-ab.js";
 import { pairedRatios } from "./stats.js";
 import { deadline, type ForwardChild, ipDeleteAll, iperf3Server, linkExists, run, sh, startForward, waitFor, which } from "./proc.js";
 
@@ -67,21 +68,32 @@ export interface E2eResult {
   duration: number;
   rounds: number;
   results: E2eRow[];
-  /** Final reports of the two skb forward processes (leak check). */
   /** The NAPI cache A/B per test: the skbuff router with the cache on ÷ off (goodput), of the means and round by round. */
   cacheOnOff: { test: E2eTest; ratio: number | null; perRound: { median: number; min: number; max: number } | null }[];
-  routers: {
-    cache: "on" | "off";
-    ok: boolean | null;
-    forwarded: number | null;
-    packets: number | null;
-    /** netRxAction runs (loop turns and readiness callbacks): packets / polls is the batch size. */
-    polls: number | null;
-    gcs: number | null;
-    heapAllocated: number | null;
-    exitCode: number | null;
-  }[];
+  /**
+   * The NAPI cache A/B inside one router, per test: `skb forward --cache-ab
+   * E2E_CACHE_AB_MS` on a TAP pair of its own, the same iperf3 runs (one per round), the
+   * router thread's CPU per packet with the cache on and off.
+   */
+  cacheAb: { test: E2eTest; result: CacheAbResult | null }[];
+  /** Final reports of the skb forward processes: the cache-off and cache-on routers, then each test's A/B router (leak check). */
+  routers: RouterReport[];
   notes: string[];
+}
+
+/** The final report of one skb forward process. */
+export interface RouterReport {
+  cache: "on" | "off" | "ab";
+  ok: boolean | null;
+  forwarded: number | null;
+  packets: number | null;
+  /** netRxAction runs (loop turns and readiness callbacks): packets / polls is the batch size. */
+  polls: number | null;
+  gcs: number | null;
+  heapAllocated: number | null;
+  exitCode: number | null;
+  /** The A/B router's result (null for the others). */
+  cacheAb: CacheAbResult | null;
 }
 
 export interface E2eOptions {
@@ -128,11 +140,57 @@ export function e2ePreflight(log: (s: string) => void, install = true): { ip: st
 }
 
 interface Router extends ForwardChild {
-  cache: "on" | "off";
+  cache: "on" | "off" | "ab";
 }
 
-function startRouter(cfg: string, cache: "on" | "off"): Router {
-  return { cache, ...startForward(cfg, ["--json"], { SKBUFF_NAPI_CACHE: cache }) };
+/** One skbuff router of the run: its cache mode ("ab": flipped every E2E_CACHE_AB_MS), TAP names, subnets 10.net.0.0/24 in and 198.51.out.0/24 out. */
+interface RouterPlan {
+  cache: "on" | "off" | "ab";
+  tin: string;
+  tout: string;
+  net: number;
+  out: number;
+  args: string[];
+}
+
+/** The cache A/B router's slice, ms. */
+export const E2E_CACHE_AB_MS = 10;
+
+function startRouter(cfg: string, cache: "on" | "off" | "ab", args: string[]): Router {
+  return { cache, ...startForward(cfg, ["--json", ...args], cache === "ab" ? {} : { SKBUFF_NAPI_CACHE: cache }) };
+}
+
+/** SIGINT a router and read its final report (the leak check; the cache A/B). */
+async function routerDown(rt: Router): Promise<RouterReport> {
+  rt.child.kill("SIGINT");
+  const ex = await Promise.race([rt.exited, deadline(15_000)]);
+  const r: RouterReport = {
+    cache: rt.cache,
+    ok: null,
+    forwarded: null,
+    packets: null,
+    polls: null,
+    gcs: null,
+    heapAllocated: null,
+    exitCode: ex === null ? null : ex.code,
+    cacheAb: null,
+  };
+  const last = rt.out().trim().split("\n").pop() ?? "";
+  try {
+    const rep = JSON.parse(last) as Json;
+    if (rep.type === "report") {
+      r.ok = rep.ok === true;
+      r.forwarded = (rep.stats?.router?.forwarded as number | undefined) ?? null;
+      r.packets = (rep.loop?.packets as number | undefined) ?? null;
+      r.polls = (rep.loop?.runs as number | undefined) ?? null;
+      r.gcs = (rep.loop?.gcs as number | undefined) ?? null;
+      r.heapAllocated = (rep.loop?.heapAllocated as number | undefined) ?? null;
+      r.cacheAb = (rep.cacheAb as CacheAbResult | undefined) ?? null;
+    }
+  } catch {
+    // no report
+  }
+  return r;
 }
 
 /** utime + stime of a process, seconds. */
@@ -184,7 +242,48 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
   const routers: Router[] = [];
   const servers: ChildProcess[] = [];
   const notes = [...tools.notes, "cache off: skb forward started with SKBUFF_NAPI_CACHE=off"];
+  const tapNames: string[] = [];
+  /** Routers still being wired (killed in `finally` if that fails). */
+  const starting: Router[] = [];
   const nsx = (ns: string, args: string[]): string => sh(IP, ["netns", "exec", ns, ...args]);
+  /** Start `skb forward` on a fresh TAP pair and wire its sides into the namespaces (the caller keeps the router). */
+  const routerUp = async (p: RouterPlan): Promise<Router> => {
+    const cfg = join(dir, `cfg-${p.tin}.json`);
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        devices: [
+          { name: p.tin, type: "tap", address: `10.${p.net}.0.1/24`, vnetHdr: true },
+          { name: p.tout, type: "tap", address: `198.51.${p.out}.1/24`, vnetHdr: true },
+        ],
+        routes: [],
+        nat: { outside: p.tout },
+        neighbours: [],
+      }),
+    );
+    tapNames.push(p.tin, p.tout);
+    const rt = startRouter(cfg, p.cache, p.args);
+    starting.push(rt);
+    await waitFor(
+      () => rt.err().includes("skb forward: running") || rt.child.exitCode !== null,
+      15_000,
+      () => `skb forward (cache ${p.cache}) to start; stderr: ${rt.err()}`,
+    );
+    if (rt.child.exitCode !== null) throw new Error(`skb forward (cache ${p.cache}) exited early (${rt.child.exitCode}): ${rt.err()}${rt.out()}`);
+    await waitFor(() => linkExists(IP, p.tin) && linkExists(IP, p.tout), 10_000, () => `${p.tin} / ${p.tout} to appear`);
+    // The TAPs carry a vnet header: the namespaces keep checksum offload and
+    // TSO on, so TCP crosses the router as 64 KiB super-frames both ways.
+    const side = (ns: string, ifname: string, addr: string): void => {
+      sh(IP, ["link", "set", ifname, "netns", ns]);
+      sh(IP, ["-n", ns, "addr", "add", addr, "dev", ifname]);
+      sh(IP, ["-n", ns, "link", "set", ifname, "up"]);
+    };
+    side(nsC, p.tin, `10.${p.net}.0.2/24`);
+    side(nsS, p.tout, `198.51.${p.out}.10/24`);
+    sh(IP, ["-n", nsC, "route", "add", `198.51.${p.out}.0/24`, "via", `10.${p.net}.0.1`, "dev", p.tin]);
+    starting.splice(starting.indexOf(rt), 1);
+    return rt;
+  };
   try {
     for (const n of [nsC, nsS, nsR]) {
       sh(IP, ["netns", "add", n]);
@@ -192,47 +291,11 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       sh(IP, ["-n", n, "link", "set", "lo", "up"]);
     }
     // ---- the two skbuff routers
-    const plan = [
-      { cache: "off" as const, tin: taps.offIn, tout: taps.offOut, net: 10, out: 100 },
-      { cache: "on" as const, tin: taps.onIn, tout: taps.onOut, net: 11, out: 101 },
+    const plan: RouterPlan[] = [
+      { cache: "off", tin: taps.offIn, tout: taps.offOut, net: 10, out: 100, args: [] },
+      { cache: "on", tin: taps.onIn, tout: taps.onOut, net: 11, out: 101, args: [] },
     ];
-    for (const p of plan) {
-      const cfg = join(dir, `cfg-${p.cache}.json`);
-      writeFileSync(
-        cfg,
-        JSON.stringify({
-          devices: [
-            { name: p.tin, type: "tap", address: `10.${p.net}.0.1/24`, vnetHdr: true },
-            { name: p.tout, type: "tap", address: `198.51.${p.out}.1/24`, vnetHdr: true },
-          ],
-          routes: [],
-          nat: { outside: p.tout },
-          neighbours: [],
-        }),
-      );
-      const rt = startRouter(cfg, p.cache);
-      routers.push(rt);
-    }
-    for (const [i, p] of plan.entries()) {
-      const rt = routers[i] as Router;
-      await waitFor(
-        () => rt.err().includes("skb forward: running") || rt.child.exitCode !== null,
-        15_000,
-        () => `skb forward (cache ${p.cache}) to start; stderr: ${rt.err()}`,
-      );
-      if (rt.child.exitCode !== null) throw new Error(`skb forward (cache ${p.cache}) exited early (${rt.child.exitCode}): ${rt.err()}${rt.out()}`);
-      await waitFor(() => linkExists(IP, p.tin) && linkExists(IP, p.tout), 10_000, () => `${p.tin} / ${p.tout} to appear`);
-      // The TAPs carry a vnet header: the namespaces keep checksum offload and
-      // TSO on, so TCP crosses the router as 64 KiB super-frames both ways.
-      const side = (ns: string, ifname: string, addr: string): void => {
-        sh(IP, ["link", "set", ifname, "netns", ns]);
-        sh(IP, ["-n", ns, "addr", "add", addr, "dev", ifname]);
-        sh(IP, ["-n", ns, "link", "set", ifname, "up"]);
-      };
-      side(nsC, p.tin, `10.${p.net}.0.2/24`);
-      side(nsS, p.tout, `198.51.${p.out}.10/24`);
-      sh(IP, ["-n", nsC, "route", "add", `198.51.${p.out}.0/24`, "via", `10.${p.net}.0.1`, "dev", p.tin]);
-    }
+    for (const p of plan) routers.push(await routerUp(p));
     // ---- the kernel router: veth pairs, ip_forward, nft masquerade
     const vC = `skbb${r}kc`;
     const vCR = `skbb${r}kC`;
@@ -390,39 +453,31 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
     });
 
     // Stop the routers: their final reports carry the leak check.
-    const reports: E2eResult["routers"] = [];
-    for (const rt of routers) {
-      rt.child.kill("SIGINT");
-      const ex = await Promise.race([rt.exited, deadline(15_000)]);
-      let ok: boolean | null = null;
-      let forwarded: number | null = null;
-      let packets: number | null = null;
-      let polls: number | null = null;
-      let gcs: number | null = null;
-      let heapAllocated: number | null = null;
-      const last = rt.out().trim().split("\n").pop() ?? "";
-      try {
-        const rep = JSON.parse(last) as Json;
-        if (rep.type === "report") {
-          ok = rep.ok === true;
-          forwarded = (rep.stats?.router?.forwarded as number | undefined) ?? null;
-          packets = (rep.loop?.packets as number | undefined) ?? null;
-          polls = (rep.loop?.runs as number | undefined) ?? null;
-          gcs = (rep.loop?.gcs as number | undefined) ?? null;
-          heapAllocated = (rep.loop?.heapAllocated as number | undefined) ?? null;
-        }
-      } catch {
-        // no report
+    const reports: RouterReport[] = [];
+    while (routers.length > 0) reports.push(await routerDown(routers.shift() as Router));
+
+    // ---- the cache A/B inside one router, test by test: a fresh router each, the same runs.
+    const cacheAb: E2eResult["cacheAb"] = [];
+    for (const [i, t] of tests.entries()) {
+      const rt = await routerUp({ cache: "ab", tin: `skbb${r}a${i}`, tout: `skbb${r}b${i}`, net: 13, out: 103, args: ["--cache-ab", String(E2E_CACHE_AB_MS)] });
+      routers.push(rt);
+      const path: Path = { router: "skbuff", cache: "on", server: "198.51.103.10", pid: () => rt.child.pid };
+      for (let round = 1; round <= o.rounds; round++) {
+        log(`cache A/B ${round}/${o.rounds}: ${t} via one router, the cache switched every ${E2E_CACHE_AB_MS} ms`);
+        await measure(path, t);
       }
-      reports.push({ cache: rt.cache, ok, forwarded, packets, polls, gcs, heapAllocated, exitCode: ex === null ? null : ex.code });
+      const rep = await routerDown(rt);
+      routers.length = 0;
+      reports.push(rep);
+      cacheAb.push({ test: t, result: rep.cacheAb });
     }
-    return { duration: o.duration, rounds: o.rounds, results, cacheOnOff, routers: reports, notes };
+    return { duration: o.duration, rounds: o.rounds, results, cacheOnOff, cacheAb, routers: reports, notes };
   } finally {
     for (const c of servers) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    for (const rt of routers) if (rt.child.exitCode === null && rt.child.signalCode === null) rt.child.kill("SIGKILL");
-    for (const rt of routers) await Promise.race([rt.exited, deadline(5_000)]);
+    for (const rt of [...routers, ...starting]) if (rt.child.exitCode === null && rt.child.signalCode === null) rt.child.kill("SIGKILL");
+    for (const rt of [...routers, ...starting]) await Promise.race([rt.exited, deadline(5_000)]);
     ipDeleteAll(IP, "netns", netns);
-    ipDeleteAll(IP, "link", Object.values(taps));
+    ipDeleteAll(IP, "link", tapNames);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -464,6 +519,18 @@ export function formatE2eBench(res: E2eResult): string {
         `  ${c.test.padEnd(8)} ${c.ratio === null ? "-" : `${c.ratio.toFixed(3)}×`}` +
         `${c.perRound === null ? "" : `   per round ${c.perRound.median.toFixed(3)}× (${c.perRound.min.toFixed(2)}–${c.perRound.max.toFixed(2)})`}`,
     ),
+    "",
+    `NAPI head cache A/B inside one router (skb forward --cache-ab ${E2E_CACHE_AB_MS}: the switch flips every ${E2E_CACHE_AB_MS} ms under the same traffic;`,
+    "router-thread CPU per packet; off / on > 1: the cache makes a packet cheaper):",
+    ...res.cacheAb.map((c) => {
+      const a = c.result;
+      if (a === null) return `  ${c.test.padEnd(8)} no result`;
+      const ns = (x: number | null): string => (x === null ? "-" : `${x.toFixed(0)} ns`);
+      return (
+        `  ${c.test.padEnd(8)} on ${ns(a.on.nsPerPacket).padStart(8)}  off ${ns(a.off.nsPerPacket).padStart(8)}  off / on ${a.ratio === null ? "-" : `${a.ratio.toFixed(3)}×`}` +
+        `${a.pairs === null ? "" : `   per slice pair: ${formatPairs(a.pairs)}`}`
+      );
+    }),
     "",
     ...res.routers.map(
       (r) =>

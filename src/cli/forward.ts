@@ -23,12 +23,13 @@ import {
   loadForwardConfig,
 } from "../router/forward.js";
 import { type ForwardClusterReport, type ForwardClusterStats, forwardClusterCheck, forwardClusterRun } from "../smp/forward-cluster.js";
+import { tapAddonStatus } from "../native/tap-addon.js";
 import { UsageError } from "./main.js";
 
 export const FORWARD_HELP = `skb forward — a long-running router from a JSON configuration
 
 Usage:
-  skb forward CONFIG.json [--workers N] [--stats SECONDS] [--json] [--until-idle]
+  skb forward CONFIG.json [--workers N] [--stats SECONDS] [--json] [--until-idle] [--cache-ab MS]
 
   --workers N    run on N worker threads as N CPUs (default 1: this thread). Every
                  device must be a tap: each CPU opens its own queue of the multi-queue
@@ -37,6 +38,10 @@ Usage:
   --stats N      print per-device rx/tx/drops and the conntrack count every N seconds
   --json         stats and the final report as JSON lines
   --until-idle   stop once every pcap input has been read and nothing is in flight
+  --cache-ab MS  the NAPI head cache A/B in this run: flip the cache switch every MS ms
+                 (10..10000) and report the router thread's CPU per packet with the
+                 cache on and off, over the sums and per (on, off) slice pair (--workers 1;
+                 needs the native addon for the thread CPU clock)
 
 SIGINT / SIGTERM stop the router: drain, close the devices, flush conntrack,
 drain the caches, print the final report with a leak check (exit 0, or 1 if
@@ -62,6 +67,7 @@ const OPTIONS = {
   stats: { type: "string" },
   "until-idle": { type: "boolean" },
   workers: { type: "string" },
+  "cache-ab": { type: "string" },
 } as const;
 
 /** Run `skb forward ...` (argv after "forward"); resolves to the exit code. */
@@ -92,6 +98,15 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     workers = Number(v.workers);
   }
   if (workers > 1 && v["until-idle"] === true) throw new UsageError("--until-idle is for pcap inputs, which --workers > 1 cannot share");
+  let cacheAbMs: number | undefined;
+  if (v["cache-ab"] !== undefined) {
+    const n = Number(v["cache-ab"]);
+    if (!/^\d+$/.test(v["cache-ab"]) || n < 10 || n > 10_000) throw new UsageError(`--cache-ab: '${v["cache-ab"]}' is not an integer number of ms in 10..10000`);
+    if (workers > 1) throw new UsageError("--cache-ab needs --workers 1 (the switch is per thread)");
+    const addon = tapAddonStatus();
+    if (!addon.available) throw new UsageError(`--cache-ab needs the native addon (its thread CPU clock): ${addon.reason}`);
+    cacheAbMs = n;
+  }
   let config: ReturnType<typeof loadForwardConfig>;
   try {
     config = loadForwardConfig(pos[0] as string);
@@ -117,6 +132,7 @@ export async function runForwardCli(argv: string[], out: (s: string) => void, er
     const report = await forwarderRun(f, {
       signal,
       untilIdle: v["until-idle"] === true,
+      ...(cacheAbMs !== undefined ? { cacheAbMs } : {}),
       ...(statsMs !== undefined
         ? { statsMs, onStats: (s: ForwardStats) => out(json ? JSON.stringify({ type: "stats", ...s }) : formatForwardStats(s)) }
         : {}),

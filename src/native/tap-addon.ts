@@ -92,6 +92,8 @@ export interface TapAddon {
   close(fd: number): void;
   /** strerror(3) (cold). */
   strerror(errno: number): string;
+  /** CPU time of the calling thread in ns (CLOCK_THREAD_CPUTIME_ID). */
+  threadCpuNs(): number;
   /** A readiness watch on `fd`; `cb(status)` runs on the event loop when it is readable (status < 0: a libuv error). */
   TapPoll: new (fd: number, cb: (status: number) => void) => TapPollHandle;
   constants: TapConstants;

@@ -66,6 +66,7 @@ import { consumeSkb } from "../skb/free.js";
 import { SKB_PROTOCOL } from "../skb/layout.js";
 import { createSkbMemory, type SkbMemory } from "../skb/memory.js";
 import { napiSkbCacheDrain } from "../skb/napi-cache.js";
+import { type CacheAbResult, cacheAbStart, cacheAbStop, formatCacheAb } from "./cache-ab.js";
 import {
   l2Xmit,
   Router,
@@ -640,6 +641,8 @@ export interface ForwardReport {
   accounting: ForwardAccounting;
   /** No leak, no capture error, and (on a CPU of its own) the accounting balances. */
   ok: boolean;
+  /** With `cacheAbMs`: the NAPI cache A/B inside this run. */
+  cacheAb?: CacheAbResult;
 }
 
 /** Options of {@link forwarderRun}. */
@@ -654,6 +657,8 @@ export interface ForwardRunOptions {
   timerMs?: number;
   /** Other CPUs share the memory: see {@link forwarderDestroy}. */
   sharedMemory?: boolean;
+  /** Flip the NAPI cache switch every this many ms and report the A/B ({@link cacheAbStart}). */
+  cacheAbMs?: number;
 }
 
 /**
@@ -670,6 +675,8 @@ export async function forwarderRun(f: Forwarder, o: ForwardRunOptions = {}): Pro
   prof.start();
   let gcs = 0;
   let heapAllocated = 0;
+  const ab = o.cacheAbMs !== undefined ? cacheAbStart(f.ns, o.cacheAbMs) : null;
+  let cacheAb: CacheAbResult | null = null;
   try {
     res = await runNapiLoop(f.sd, {
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
@@ -687,13 +694,16 @@ export async function forwarderRun(f: Forwarder, o: ForwardRunOptions = {}): Pro
     heapAllocated += Math.max(0, getHeapStatistics().used_heap_size - prev);
     clearInterval(timer);
     if (statsTimer !== undefined) clearInterval(statsTimer);
+    if (ab !== null) cacheAb = cacheAbStop(ab, f.ns);
   }
-  return forwarderDestroy(
+  const report = await forwarderDestroy(
     f,
     res.reason,
     { runs: res.runs, packets: res.packets, sleeps: res.sleeps, wakeups: res.wakeups, irqRuns: res.irqRuns, yields: res.yields, gcs, heapAllocated },
     o.sharedMemory === true,
   );
+  if (cacheAb !== null) report.cacheAb = cacheAb;
+  return report;
 }
 
 /**
@@ -778,13 +788,17 @@ export function formatForwardReport(r: ForwardReport): string {
   for (const [n, s] of Object.entries(r.tap)) {
     lines.push(
       `tap ${n}  rx ${s.rxFrames} frames (${s.rxGso} GSO), tx ${s.txFrames} frames (${s.txGso} GSO, ${s.txGsoSegmented} segmented in software)` +
-        `, tx busy ${s.txBusy}, tx errors ${s.txErrors + s.txCarrier + s.txPrepFail}, rx errors ${s.rxErrors + s.rxTruncated + s.rxRunt + s.rxBadVnetHdr + s.rxNomem}`,
+        `, tx busy ${s.txBusy}, tx errors ${s.txErrors + s.txCarrier + s.txPrepFail}, rx errors ${s.rxErrors + s.rxTruncated + s.rxRunt + s.rxBadVnetHdr + s.rxNomem}` +
+        (s.txThreadWritten + s.txThreadDirect > 0
+          ? `; transmit thread: ${s.txThreadWritten} written, ${s.txThreadDirect} direct, ${s.txThreadKicks} wake-ups, ${s.txRingWaits} waits for room`
+          : ""),
     );
   }
   for (const [n, s] of Object.entries(r.pcap)) {
     lines.push(`pcap ${n}  read ${s.read}, injected ${s.injected}, skipped ${s.skipped}, written ${s.written}${s.error !== null ? `, error: ${s.error}` : ""}`);
   }
   if (r.accounting !== undefined) lines.push(formatForwardAccounting(r.accounting));
+  if (r.cacheAb !== undefined) lines.push(formatCacheAb(r.cacheAb));
   const l = r.leaks;
   const leaked = l.heads !== 0 || l.pages !== 0 || l.conntrackEntries !== 0 || Object.keys(l.slabsInUse).length > 0;
   lines.push(

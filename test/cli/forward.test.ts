@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
+import { tapAddonStatus } from "../../src/native/tap-addon.js";
 import { readAll, tmp } from "../io/helpers.js";
 import { pcapConfig, writeLanInput } from "../router/forward.test.js";
 
@@ -71,6 +72,28 @@ describe("skb forward CLI", () => {
     const r3 = spawnSync(process.execPath, [BIN, "forward"], { encoding: "utf8" });
     assert.equal(r3.status, 2);
     assert.match(r3.stderr, /forward: missing CONFIG\.json/);
+    const r4 = spawnSync(process.execPath, [BIN, "forward", cfg, "--cache-ab", "5"], { encoding: "utf8" });
+    assert.equal(r4.status, 2);
+    assert.match(r4.stderr, /--cache-ab: '5' is not an integer number of ms in 10\.\.10000/);
+    const r5 = spawnSync(process.execPath, [BIN, "forward", cfg, "--cache-ab", "10", "--workers", "2"], { encoding: "utf8" });
+    assert.equal(r5.status, 2);
+    assert.match(r5.stderr, /--cache-ab needs --workers 1/);
+  });
+
+  it("--cache-ab 10: the report carries the cache A/B (slices on and off, packets, router-thread CPU); no leaks", { skip: tapAddonStatus().available ? false : "the native addon (thread CPU clock) is unavailable" }, async () => {
+    const { cfg } = setup();
+    const r = await runUntilSignal(["forward", cfg, "--json", "--cache-ab", "10"], "SIGINT");
+    assert.equal(r.code, 0, r.err + r.out);
+    const rep = JSON.parse(r.out.trim().split("\n").pop() as string);
+    assert.equal(rep.type, "report");
+    assert.equal(rep.ok, true);
+    const ab = rep.cacheAb;
+    assert.equal(ab.sliceMs, 10);
+    assert.ok(ab.on.slices >= 1 && ab.off.slices >= 1, JSON.stringify(ab));
+    assert.ok(Math.abs(ab.on.slices - ab.off.slices) <= 1, "the slices alternate");
+    const rx = rep.stats.devices.reduce((a: number, d: { rx: number }) => a + d.rx, 0);
+    assert.equal(ab.on.packets + ab.off.packets, rx, "every received packet is in one slice");
+    assert.ok(ab.on.cpuNs > 0 && ab.off.cpuNs > 0);
   });
 
   it("--until-idle: pcap in -> router -> pcap out, NATed, no leaks, exit 0", () => {

@@ -39,9 +39,9 @@ const skip: string | null = (() => {
 if (skip !== null) console.log(`# bench e2e smoke test skipped: ${skip}`);
 
 describe("skb bench e2e", { skip: skip ?? false }, () => {
-  test("--duration 1 --json: every router/cache/test row, skbuff rows moved data, no leaks", { timeout: 55_000 }, async () => {
+  test("--duration 1 --json: every router/cache/test row, skbuff rows moved data, the cache A/B per test, no leaks", { timeout: 110_000 }, async () => {
     const res = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [BIN, "bench", "e2e", "--duration", "1", "--json"], { encoding: "utf8", timeout: 50_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      execFile(process.execPath, [BIN, "bench", "e2e", "--duration", "1", "--json"], { encoding: "utf8", timeout: 100_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code as number) : 1;
         resolve({ code, stdout, stderr });
       });
@@ -92,7 +92,18 @@ describe("skb bench e2e", { skip: skip ?? false }, () => {
       assert.ok(Math.abs(c.ratio - on.gbps / off.gbps) < 1e-9, JSON.stringify(c));
       assert.ok(Math.abs(c.perRound.median - c.ratio) < 1e-9, JSON.stringify(c));
     }
-    assert.equal(j.routers.length, 2);
+    // The A/B inside one router, per test: both sides saw packets and CPU.
+    assert.deepEqual(
+      j.cacheAb.map((c: { test: string }) => c.test),
+      tests,
+    );
+    for (const c of j.cacheAb) {
+      const a = c.result;
+      assert.ok(a !== null, `${c.test}: no A/B result`);
+      assert.ok(a.on.packets > 0 && a.off.packets > 0 && a.on.cpuNs > 0 && a.off.cpuNs > 0, JSON.stringify(a));
+      assert.ok(a.ratio > 0);
+    }
+    assert.equal(j.routers.length, 2 + tests.length);
     for (const r of j.routers) {
       assert.equal(r.exitCode, 0, JSON.stringify(r));
       assert.equal(r.ok, true, JSON.stringify(r));
