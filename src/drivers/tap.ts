@@ -1152,29 +1152,20 @@ export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number]
   o.brokenQueues = p.queues.filter((q) => q.broken).length;
   o.lastRxErrno = p.queues.reduce((a, q) => (q.lastErrno !== 0 ? q.lastErrno : a), 0);
   o.lastTxErrno = p.lastTxErrno;
-  let written = 0;
-  let kicks = 0;
-  let sleeps = 0;
-  let pending = 0;
-  let waits = 0;
-  let direct = 0;
-  for (const q of p.queues) {
-    const c = q.wCounters;
-    if (c === null) continue;
-    waits += Atomics.load(c, TX_WRITER_ROOM_WAITS) >>> 0;
-    direct += Atomics.load(c, TX_WRITER_DIRECT) >>> 0;
-    written += Atomics.load(c, TX_WRITER_WRITTEN) >>> 0;
-    kicks += Atomics.load(c, TX_WRITER_KICKS) >>> 0;
-    sleeps += Atomics.load(c, TX_WRITER_SLEEPS) >>> 0;
-    if (!p.closed) pending += (q.io as TapIoHandle).writerPending();
-  }
-  o.txThreadWritten = written;
-  o.txThreadKicks = kicks;
-  o.txThreadSleeps = sleeps;
-  o.txThreadPendingBytes = pending;
-  o.txRingWaits = waits;
-  o.txThreadDirect = direct;
+  o.txThreadWritten = writerSum(p, TX_WRITER_WRITTEN);
+  o.txThreadKicks = writerSum(p, TX_WRITER_KICKS);
+  o.txThreadSleeps = writerSum(p, TX_WRITER_SLEEPS);
+  o.txRingWaits = writerSum(p, TX_WRITER_ROOM_WAITS);
+  o.txThreadDirect = writerSum(p, TX_WRITER_DIRECT);
+  o.txThreadPendingBytes = p.closed ? 0 : p.queues.reduce((a, q) => a + (q.io as TapIoHandle).writerPending(), 0);
   return o as Record<(typeof TAP_STAT_NAMES)[number], number> & TapQueueStates;
+}
+
+/** Counter `i` of the transmit threads of `p`, summed over its queues (0 without threads). */
+function writerSum(p: TapPriv, i: number): number {
+  let n = 0;
+  for (const q of p.queues) if (q.wCounters !== null) n += Atomics.load(q.wCounters, i) >>> 0;
+  return n;
 }
 
 /** tapStats' fields beyond the counters. */

@@ -328,6 +328,24 @@ function newSeen(): Seen {
   return { arpRequests: 0, arpReplies: 0, echoRequests: 0, echoReplies: 0, udp: [], gso: [], other: 0 };
 }
 
+/** Transmit `n` 60-byte frames on `dev` inside one NAPI poll; `inPoll` runs after the xmits, before the poll ends. */
+function sendInOnePoll(sd: Softnet, dev: NetDevice, n: number, inPoll: () => void = () => {}): void {
+  const napi = netifNapiAdd(sd, dev, (cc, nn) => {
+    for (let i = 0; i < n; i++) {
+      const skb = allocSkb(cc, 128);
+      skbReserve(cc, skb, 16);
+      const at = skbPut(cc, skb, 60);
+      cc.u8.fill(0xee, at, at + 60);
+      devQueueXmit(cc, dev, skb);
+    }
+    inPoll();
+    napiCompleteDone(nn, 1);
+    return 1;
+  });
+  napiSchedule(napi);
+  netRxAction(sd);
+}
+
 /** rxFrames = RX_PACKETS + the drops before an skb existed (and bad virtio headers). */
 function assertRxAccounting(dev: NetDevice): void {
   const p = dev.priv as TapPriv;
@@ -720,21 +738,8 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
       c.devs.push(dev);
       const send = (n: number): void => {
         const bursts0 = tapStats(dev).txBursts;
-        const napi = netifNapiAdd(sd, dev, (cc, nn) => {
-          for (let i = 0; i < n; i++) {
-            const skb = allocSkb(cc, 128);
-            skbReserve(cc, skb, 16);
-            const at = skbPut(cc, skb, 60);
-            cc.u8.fill(0xee, at, at + 60);
-            devQueueXmit(cc, dev, skb);
-          }
-          // Nothing was written yet: the batch waits for the end of this poll.
-          assert.equal(tapStats(dev).txBursts, bursts0);
-          napiCompleteDone(nn, 1);
-          return 1;
-        });
-        napiSchedule(napi);
-        netRxAction(sd);
+        // Nothing was written yet: the batch waits for the end of this poll.
+        sendInOnePoll(sd, dev, n, () => assert.equal(tapStats(dev).txBursts, bursts0));
       };
       // The kernel side is down: tun refuses every write with EIO.
       send(3);
@@ -767,21 +772,7 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
       const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, txThread: true, recv() {} });
       c.devs.push(dev);
       assert.equal(tapInfo(dev).txRingBytes, 4 << 20);
-      const send = (n: number): void => {
-        const napi = netifNapiAdd(sd, dev, (cc, nn) => {
-          for (let i = 0; i < n; i++) {
-            const skb = allocSkb(cc, 128);
-            skbReserve(cc, skb, 16);
-            const at = skbPut(cc, skb, 60);
-            cc.u8.fill(0xee, at, at + 60);
-            devQueueXmit(cc, dev, skb);
-          }
-          napiCompleteDone(nn, 1);
-          return 1;
-        });
-        napiSchedule(napi);
-        netRxAction(sd);
-      };
+      const send = (n: number): void => sendInOnePoll(sd, dev, n);
       const drained = async (): Promise<void> => {
         for (let i = 0; i < 500 && tapStats(dev).txThreadPendingBytes !== 0; i++) await new Promise((r) => setTimeout(r, 2));
         assert.equal(tapStats(dev).txThreadPendingBytes, 0);
