@@ -637,7 +637,7 @@ function txRefused(p: TapPriv, err: number): void {
   p.lastTxErrno = err;
   const c = p.addon.constants;
   if (err === c.ENOBUFS) {
-    // The transmit thread's ring is full.
+    // The transmit thread's ring stayed full (no room within its wait).
     p.stats[TAP_TX_BUSY]++;
     p.stats[TAP_TX_RING_FULL]++;
   } else if (err === c.EAGAIN) p.stats[TAP_TX_BUSY]++;
