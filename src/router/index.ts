@@ -5,3 +5,4 @@
 export * from "./router.js";
 export * from "./scenario.js";
 export * from "./forward.js";
+export * from "./cache-ab.js";
