@@ -56,7 +56,8 @@ Configuration:
     "routes": [ {"prefix": "0.0.0.0/0", "via": "198.51.100.254", "dev": "wan"} ],
     "nat": {"outside": "wan"},
     "neighbours": [ {"address": "198.51.100.254", "mac": "02:aa:00:00:00:01", "dev": "wan"} ] }
-  device types: tap {vnetHdr?, txThread? (default true: writes on a transmit thread)}, vxlan {local, remote, vni, port?}, udp {local, remote, port?},
+  device types: tap {vnetHdr?, txThread? (default true: writes on a transmit thread)},
+  vxlan {local, remote, vni, port?}, udp {local, remote, port?},
   pcap {in?, out?}; all take address "a.b.c.d/len", mac, mtu, vlans [{id, address}].
   Connected routes are added for every address; next hops are resolved by ARP
   (static neighbours are permanent entries).`;
