@@ -328,14 +328,14 @@ function newSeen(): Seen {
   return { arpRequests: 0, arpReplies: 0, echoRequests: 0, echoReplies: 0, udp: [], gso: [], other: 0 };
 }
 
-/** Transmit `n` 60-byte frames on `dev` inside one NAPI poll; `inPoll` runs after the xmits, before the poll ends. */
-function sendInOnePoll(sd: Softnet, dev: NetDevice, n: number, inPoll: () => void = () => {}): void {
+/** Transmit `n` frames of `len` bytes (default 60) on `dev` inside one NAPI poll; `inPoll` runs after the xmits, before the poll ends. */
+function sendInOnePoll(sd: Softnet, dev: NetDevice, n: number, inPoll: () => void = () => {}, len = 60): void {
   const napi = netifNapiAdd(sd, dev, (cc, nn) => {
     for (let i = 0; i < n; i++) {
-      const skb = allocSkb(cc, 128);
+      const skb = allocSkb(cc, len + 64);
       skbReserve(cc, skb, 16);
-      const at = skbPut(cc, skb, 60);
-      cc.u8.fill(0xee, at, at + 60);
+      const at = skbPut(cc, skb, len);
+      cc.u8.fill(0xee, at, at + len);
       devQueueXmit(cc, dev, skb);
     }
     inPoll();
@@ -811,6 +811,29 @@ describe("tap: frames to and from the kernel (root, network namespaces)", { skip
       assert.equal(st3.txThreadWritten, 54, "close waited for the thread to write all 50");
       assert.equal(st3.txFrames, 54);
       assert.equal(devStats(dev).txPackets, 54);
+    } finally {
+      c.run();
+    }
+    assertNoLeaks(cpu);
+  });
+
+  test("with a transmit thread and a 4 KiB ring: a poll that sends more than the ring holds waits for room, drops nothing", async () => {
+    const { cpu, ns, sd } = world();
+    const c = new Cleanup();
+    try {
+      const dev = tapCreate(ns, sd, { name: `skbt${rand()}`, txThread: true, txRingBytes: 4096, recv() {} });
+      c.devs.push(dev);
+      sh(IP as string, ["link", "set", tapInfo(dev).ifname, "up"]);
+      // Five 1500-byte frames (1508 ring bytes each) in one poll: at most two fit at a time.
+      sendInOnePoll(sd, dev, 5, () => {}, 1500);
+      for (let i = 0; i < 500 && tapStats(dev).txThreadPendingBytes !== 0; i++) await new Promise((r) => setTimeout(r, 2));
+      const st = tapStats(dev);
+      assert.equal(st.txFrames, 5, JSON.stringify(st));
+      assert.equal(st.txThreadWritten, 5);
+      assert.ok(st.txRingWaits >= 1, "the poll waited for room");
+      assert.equal(st.txRingFull + st.txBusy + st.txCarrier + st.txErrors, 0);
+      assert.equal(devStats(dev).txPackets, 5);
+      assert.equal(devStats(dev).txDropped, 0);
     } finally {
       c.run();
     }
