@@ -251,8 +251,21 @@ export function __napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): num
 export function napiBuildSkb(cpu: SkbCpu, data: number, fragSize: number): number {
   // buildSize written out: this builder is inlined into every driver's RX loop.
   const size = fragSize === 0 || cpu.debug === true ? checkBuildArgs("napiBuildSkb", cpu, data, fragSize) : fragSize;
-  const skb = napiSkbCacheGet(cpu, true);
-  if (skb === 0) return 0;
+  // napiSkbCacheGet's fast path written out (the pop; the rest is the same
+  // call). An imported function costs, at every call V8 inlines, a load and
+  // check of its module binding, which V8 cannot hoist out of a loop that
+  // also makes calls it cannot see through (the refills' locked slab calls):
+  // written out, a head costs ~9 % less per alloc+free pair and 2-10 % less
+  // in bursts of 64 (bench alloc; two builds alternating in one process).
+  const n = cpu.skbCount - 1;
+  let skb: number;
+  if (n >= 0 && cpu.cacheFast === true) {
+    cpu.skbCount = n;
+    skb = cpu.skbCache[n] as number;
+  } else {
+    skb = napiSkbCacheGet(cpu, true);
+    if (skb === 0) return 0;
+  }
   skbZeroHeadForBuild(cpu, skb);
   buildAround(cpu, skb, data, size, fragSize !== 0 ? SKBF_HEAD_FRAG : 0);
   return skb;

@@ -20,7 +20,7 @@ import { virtToCache } from "../mm/mm.js";
 import { freePageNow, pagePoolId, pageRefSubAndTest, virtToHeadPage } from "../mm/page-alloc.js";
 import { pagePoolPutPage, pagePoolPutPageRemote } from "../mm/page-pool.js";
 import { hex, SkbError, skbShinfo } from "./access.js";
-import { NAPI_STAT_DEFERRED, NAPI_STAT_TX_COMPLETED, type SkbCpu } from "./cpu.js";
+import { NAPI_STAT_DEFERRED, NAPI_STAT_PUTS, NAPI_STAT_TX_COMPLETED, type SkbCpu } from "./cpu.js";
 import { SKB_DROP_REASON } from "./drop-reason.js";
 import {
   FCLONE_REF,
@@ -393,6 +393,15 @@ export function napiSkbFreeStolenHead(cpu: SkbCpu, skb: number): void {
     const u32 = cpu.u32;
     u32[w + W_DST] = 0;
     u32[w + W_EXTENSIONS] = 0;
+  }
+  // napiSkbCachePut's fast path written out (the push), as napiBuildSkb
+  // writes out the pop: see there.
+  const n = cpu.skbCount + 1;
+  if (n < cpu.cacheSize && cpu.cacheFast === true) {
+    cpu.skbCache[n - 1] = skb;
+    cpu.skbCount = n;
+    cpu.stats[NAPI_STAT_PUTS]++;
+    return;
   }
   napiSkbCachePut(cpu, skb);
 }
