@@ -300,45 +300,58 @@ int64_t ReadFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, con
 // refuses, with that frame's errno in *stop (EAGAIN included; 0 when all n
 // were written). Every piece is checked against the arena first: returns -1
 // and names the bad one in *bad.
-int64_t WriteFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, const uint32_t* lens, const uint32_t* counts, int64_t n,
-                    size_t avail, int32_t* stop, std::string* bad) {
+// The pieces of frames [0, n) (counts[i] pieces each) against the bound
+// table size `avail` and the arena: the check every burst write makes
+// before any I/O. False with the first problem in *bad.
+bool CheckFrames(size_t alen, const uint32_t* offs, const uint32_t* lens, const uint32_t* counts, int64_t n, size_t avail, std::string* bad) {
   size_t pieces = 0;
   for (int64_t i = 0; i < n; i++) {
     if (counts[i] == 0 || counts[i] > kMaxIov) {
       *bad = "frame " + std::to_string(i) + " has " + std::to_string(counts[i]) + " pieces (1.." + std::to_string(kMaxIov) + ")";
-      return -1;
+      return false;
     }
     pieces += counts[i];
   }
   if (pieces > avail) {
     *bad = "the frames need " + std::to_string(pieces) + " pieces, " + std::to_string(avail) + " are bound";
-    return -1;
+    return false;
   }
   for (size_t k = 0; k < pieces; k++) {
     if (static_cast<uint64_t>(offs[k]) + lens[k] > alen) {
       *bad = "piece " + std::to_string(k) + " [" + std::to_string(offs[k]) + ", +" + std::to_string(lens[k]) + ") is outside the arena (" +
              std::to_string(alen) + " bytes)";
-      return -1;
+      return false;
     }
   }
+  return true;
+}
+
+// One frame, `cnt` checked pieces gathered from the arena, in one writev
+// (retried on EINTR): the kernel takes a TAP frame whole or not at all.
+ssize_t WriteFrame(int fd, uint8_t* base, const uint32_t* offs, const uint32_t* lens, uint32_t cnt) {
   static thread_local struct iovec iov[kMaxIov];
+  for (uint32_t k = 0; k < cnt; k++) {
+    iov[k].iov_base = base + offs[k];
+    iov[k].iov_len = lens[k];
+  }
+  ssize_t r;
+  do r = writev(fd, iov, static_cast<int>(cnt));
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+int64_t WriteFrames(int fd, uint8_t* base, size_t alen, const uint32_t* offs, const uint32_t* lens, const uint32_t* counts, int64_t n,
+                    size_t avail, int32_t* stop, std::string* bad) {
+  if (!CheckFrames(alen, offs, lens, counts, n, avail, bad)) return -1;
   *stop = 0;
   int64_t i = 0;
   size_t at = 0;
-  while (i < n) {
-    const uint32_t cnt = counts[i];
-    for (uint32_t k = 0; k < cnt; k++) {
-      iov[k].iov_base = base + offs[at + k];
-      iov[k].iov_len = lens[at + k];
-    }
-    ssize_t r = writev(fd, iov, static_cast<int>(cnt));
-    if (r < 0) {
-      if (errno == EINTR) continue;
+  for (; i < n; i++) {
+    if (WriteFrame(fd, base, offs + at, lens + at, counts[i]) < 0) {
       *stop = errno;
       break;
     }
-    at += cnt;
-    i++;
+    at += counts[i];
   }
   return i;
 }
@@ -411,22 +424,16 @@ class TxWriter {
     thread_.join();
   }
 
-  // Ring bytes a frame of `total` bytes takes at the staging point (with the wrap it may need).
-  uint64_t Need(uint32_t total) const {
-    const uint64_t need = 8 + ((static_cast<uint64_t>(total) + 7) & ~7ull);
-    const uint64_t pos = stage_ % cap_;
-    return pos + need > cap_ ? cap_ - pos + need : need;
-  }
-  bool Room(uint64_t need) const { return stage_ - tail_.load(std::memory_order_acquire) + need <= cap_; }
   // Nothing staged, published or being written: a frame written now keeps the order.
   bool Idle() const { return stage_ == tail_.load(std::memory_order_acquire); }
   void CountDirect() { __atomic_fetch_add(ctr_ + kDirect, 1, __ATOMIC_RELAXED); }
 
-  // The ring is full: publish what is staged (the thread can only drain that)
-  // and wait until `need` bytes are free — the back-pressure a synchronous
-  // write would have applied, without dropping. Gives up (false) after
-  // waitMs_ of no room, e.g. when the fd blocks.
-  bool WaitRoom(uint64_t need) {
+  // The ring has no room for a frame of `total` bytes: publish what is staged
+  // (the thread can only drain that) and wait until there is — the
+  // back-pressure a synchronous write would have applied, without dropping.
+  // Gives up (false) after waitMs_ of no room, e.g. when the fd blocks.
+  bool WaitRoom(uint32_t total) {
+    const uint64_t need = Need(total);
     Publish();
     __atomic_fetch_add(ctr_ + kRoomWaits, 1, __ATOMIC_RELAXED);
     struct timespec t0;
@@ -451,13 +458,13 @@ class TxWriter {
 
   // Stage one frame (gathered from the arena pieces); false when the ring has no room.
   bool Post(const uint8_t* base, const uint32_t* offs, const uint32_t* lens, uint32_t cnt, uint32_t total, uint32_t meta) {
-    const uint64_t need = 8 + ((static_cast<uint64_t>(total) + 7) & ~7ull);
+    const uint64_t need = Need(total);
+    if (!Room(need)) return false;
     uint64_t pos = stage_ % cap_;
-    const uint64_t wrap = pos + need > cap_ ? cap_ - pos : 0;
-    if (!Room(wrap + need)) return false;
-    if (wrap != 0) {
+    if (need != Record(total)) {
+      // Not enough bytes left before the end: a wrap marker, then the record at 0.
       memcpy(ring_ + pos, &kWrap, 4);
-      stage_ += wrap;
+      stage_ += cap_ - pos;
       pos = 0;
     }
     uint8_t* dst = ring_ + pos;
@@ -468,7 +475,7 @@ class TxWriter {
       memcpy(dst, base + offs[k], lens[k]);
       dst += lens[k];
     }
-    stage_ += need;
+    stage_ += Record(total);
     return true;
   }
 
@@ -480,6 +487,16 @@ class TxWriter {
   }
 
  private:
+  // Ring bytes of the record of a `total`-byte frame: header + bytes, padded to 8.
+  static uint64_t Record(uint64_t total) { return 8 + ((total + 7) & ~7ull); }
+  // Ring bytes a frame of `total` bytes takes at the staging point (with the wrap it may need).
+  uint64_t Need(uint32_t total) const {
+    const uint64_t rec = Record(total);
+    const uint64_t pos = stage_ % cap_;
+    return pos + rec > cap_ ? cap_ - pos + rec : rec;
+  }
+  bool Room(uint64_t need) const { return stage_ - tail_.load(std::memory_order_acquire) + need <= cap_; }
+
   void Add(int i, uint32_t v) { __atomic_fetch_add(ctr_ + i, static_cast<int32_t>(v), __ATOMIC_RELAXED); }
 
   void Kick() {
@@ -530,7 +547,7 @@ class TxWriter {
         } else {
           Add(kWritten, 1);
         }
-        t += 8 + ((static_cast<uint64_t>(len) + 7) & ~7ull);
+        t += Record(len);
         tail_.store(t, std::memory_order_seq_cst);
         if (waiting_.load(std::memory_order_seq_cst) != 0) {
           // The producer waits for room (WaitRoom): tell it some was freed.
@@ -659,9 +676,13 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
     const uint32_t* counts = txCounts_ + frame0;
     const uint32_t* offs = txOffs_ + piece0;
     const uint32_t* lens = txLens_ + piece0;
-    const size_t avail = txOffsN_ - static_cast<size_t>(piece0);
     if (static_cast<size_t>(frame0 + n) > wCountedN_ || static_cast<size_t>(frame0 + n) > wKindsN_) {
       ThrowRange(env, std::string(op) + ": frames " + std::to_string(frame0) + "+" + std::to_string(n) + " are outside the writer's tables");
+      return -1;
+    }
+    std::string bad;
+    if (!CheckFrames(alen_, offs, lens, counts, n, txOffsN_ - static_cast<size_t>(piece0), &bad)) {
+      ThrowRange(env, std::string(op) + ": " + bad);
       return -1;
     }
     size_t at = 0;
@@ -669,20 +690,8 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
     *status_ = 0;
     for (; i < n; i++) {
       const uint32_t cnt = counts[i];
-      if (cnt == 0 || cnt > kMaxIov || at + cnt > avail) {
-        ThrowRange(env, std::string(op) + ": frame " + std::to_string(i) + " has " + std::to_string(cnt) + " pieces (1.." +
-                            std::to_string(kMaxIov) + ", " + std::to_string(avail - at) + " bound)");
-        return -1;
-      }
       uint64_t total = 0;
-      for (uint32_t k = 0; k < cnt; k++) {
-        if (static_cast<uint64_t>(offs[at + k]) + lens[at + k] > alen_) {
-          ThrowRange(env, std::string(op) + ": piece " + std::to_string(at + k) + " [" + std::to_string(offs[at + k]) + ", +" +
-                              std::to_string(lens[at + k]) + ") is outside the arena (" + std::to_string(alen_) + " bytes)");
-          return -1;
-        }
-        total += lens[at + k];
-      }
+      for (uint32_t k = 0; k < cnt; k++) total += lens[at + k];
       // A frame may take at most half the ring (so a wrap never starves it).
       if (total + 8 > writer_->cap() / 2) {
         *status_ = EMSGSIZE;
@@ -691,28 +700,20 @@ class TapIo : public Napi::ObjectWrap<TapIo> {
       if (total >= kDirectMin && writer_->Idle()) {
         // A super-frame with nothing queued before it: write it from the arena
         // here (no copy; the order holds). A refusal stops the burst as in WriteFrames.
-        static thread_local struct iovec iov[kMaxIov];
-        for (uint32_t k = 0; k < cnt; k++) {
-          iov[k].iov_base = base_ + offs[at + k];
-          iov[k].iov_len = lens[at + k];
-        }
-        ssize_t r;
-        do r = writev(static_cast<int>(writerFd_), iov, static_cast<int>(cnt));
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
+        if (WriteFrame(static_cast<int>(writerFd_), base_, offs + at, lens + at, cnt) < 0) {
           *status_ = errno;
           break;
         }
         writer_->CountDirect();
-        at += cnt;
-        continue;
+      } else {
+        const uint32_t t32 = static_cast<uint32_t>(total);
+        const uint32_t meta = wKinds_[frame0 + i] != 0 ? TxWriter::kSegment : (wCounted_[frame0 + i] & ~TxWriter::kSegment);
+        if (!writer_->Post(base_, offs + at, lens + at, cnt, t32, meta) &&
+            !(writer_->WaitRoom(t32) && writer_->Post(base_, offs + at, lens + at, cnt, t32, meta))) {
+          *status_ = ENOBUFS;
+          break;
+        }
       }
-      const uint32_t meta = wKinds_[frame0 + i] != 0 ? TxWriter::kSegment : (wCounted_[frame0 + i] & ~TxWriter::kSegment);
-      if (!writer_->Room(writer_->Need(static_cast<uint32_t>(total))) && !writer_->WaitRoom(writer_->Need(static_cast<uint32_t>(total)))) {
-        *status_ = ENOBUFS;
-        break;
-      }
-      writer_->Post(base_, offs + at, lens + at, cnt, static_cast<uint32_t>(total), meta);
       at += cnt;
     }
     writer_->Publish();

@@ -193,6 +193,22 @@ async function routerDown(rt: Router): Promise<RouterReport> {
   return r;
 }
 
+/**
+ * Goodput of `num` ÷ `den` round by round (runs of one round are seconds
+ * apart): median and range; rounds where the denominator moved nothing are
+ * left out; null when the rounds do not pair up or none is left.
+ */
+function perRoundRatios(num: readonly Sample[], den: readonly Sample[]): { median: number; min: number; max: number } | null {
+  if (num.length !== den.length) return null;
+  const pairs = num.map((s, i) => [s.gbps, (den[i] as Sample).gbps] as const).filter(([a, b]) => a >= 0 && b > 0);
+  return pairs.length === 0
+    ? null
+    : pairedRatios(
+        pairs.map(([a]) => a),
+        pairs.map(([, b]) => b),
+      );
+}
+
 /** utime + stime of a process, seconds. */
 function procCpuSeconds(pid: number | undefined): number | null {
   if (pid === undefined) return null;
@@ -408,15 +424,7 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
       const kern = mean(kernSamples.map((s) => s.gbps));
       for (const p of paths) {
         const ss = samples.get(key(p, t)) ?? [];
-        // Rounds where the kernel moved nothing, or either figure is missing, are left out of the pairs.
-        const pairs = p.router === "kernel" || ss.length !== kernSamples.length ? [] : ss.map((s, i) => [s.gbps, (kernSamples[i] as Sample).gbps] as const).filter(([a, k]) => a >= 0 && k > 0);
-        const perRound =
-          pairs.length === 0
-            ? null
-            : pairedRatios(
-                pairs.map(([a]) => a),
-                pairs.map(([, k]) => k),
-              );
+        const perRound = p.router === "kernel" ? null : perRoundRatios(ss, kernSamples);
         const gbps = mean(ss.map((s) => s.gbps)) ?? 0;
         const pps = mean(ss.map((s) => s.pps));
         const rtx = mean(ss.map((s) => s.retransmits));
@@ -442,14 +450,9 @@ export async function runE2eBench(o: E2eOptions): Promise<E2eResult> {
     const cacheOnOff: E2eResult["cacheOnOff"] = tests.map((t) => {
       const on = samples.get(key(paths[1] as Path, t)) ?? [];
       const off = samples.get(key(paths[0] as Path, t)) ?? [];
-      const pairs = on.length === off.length ? on.map((s, i) => [s.gbps, (off[i] as Sample).gbps] as const).filter(([a, b]) => a >= 0 && b > 0) : [];
       const mOn = mean(on.map((s) => s.gbps));
       const mOff = mean(off.map((s) => s.gbps));
-      return {
-        test: t,
-        ratio: mOn !== null && mOff !== null && mOff > 0 ? mOn / mOff : null,
-        perRound: pairs.length === 0 ? null : pairedRatios(pairs.map(([a]) => a), pairs.map(([, b]) => b)),
-      };
+      return { test: t, ratio: mOn !== null && mOff !== null && mOff > 0 ? mOn / mOff : null, perRound: perRoundRatios(on, off) };
     });
 
     // Stop the routers: their final reports carry the leak check.

@@ -645,6 +645,18 @@ function txRefused(p: TapPriv, err: number): void {
   else p.stats[TAP_TX_ERRORS]++;
 }
 
+/**
+ * Take `packets` refused packets (`bytes` as the core counted them) back
+ * from TX_PACKETS / TX_BYTES, where devQueueXmit counted them (the device
+ * and its queue-0 counters).
+ */
+function txUncount(dev: NetDevice, packets: number, bytes: number): void {
+  dev.stats[TX_PACKETS] -= packets;
+  dev.stats[TX_BYTES] -= bytes;
+  dev.queueStats[TX_PACKETS] -= packets;
+  dev.queueStats[TX_BYTES] -= bytes;
+}
+
 /** How far counter `i` of a transmit thread moved since the last look (32-bit, wrapping). */
 function writerDelta(c: Int32Array, seen: Int32Array, i: number): number {
   const v = Atomics.load(c, i);
@@ -667,12 +679,8 @@ function txReconcile(p: TapPriv, q: TapQueue): void {
   writerDelta(c, seen, TX_WRITER_REFUSED);
   const dev = p.dev;
   const pk = writerDelta(c, seen, TX_WRITER_REFUSED_PACKETS);
-  const counted = writerDelta(c, seen, TX_WRITER_REFUSED_COUNTED);
   const sg = writerDelta(c, seen, TX_WRITER_REFUSED_SEGMENTS);
-  dev.stats[TX_PACKETS] -= pk;
-  dev.stats[TX_BYTES] -= counted;
-  dev.queueStats[TX_PACKETS] -= pk;
-  dev.queueStats[TX_BYTES] -= counted;
+  txUncount(dev, pk, writerDelta(c, seen, TX_WRITER_REFUSED_COUNTED));
   dev.stats[TX_DROPPED] += pk;
   dev.drops[SKB_DROP_REASON.FULL_RING] += pk;
   dev.stats[TX_ERRORS] += sg;
@@ -794,11 +802,7 @@ function tapTxFlush(cpu: SkbCpu, p: TapPriv, q: TapQueue): void {
       txRefused(p, p.status[0] as number);
       const skb = q.txSkbs[j] as number;
       if (q.txKind[j] === TX_KIND_PACKET) {
-        const len = q.txCounted[j] as number;
-        dev.stats[TX_PACKETS]--;
-        dev.stats[TX_BYTES] -= len;
-        dev.queueStats[TX_PACKETS]--;
-        dev.queueStats[TX_BYTES] -= len;
+        txUncount(dev, 1, q.txCounted[j] as number);
         devDropSkb(cpu, dev, skb, SKB_DROP_REASON.FULL_RING, true);
       } else {
         dev.stats[TX_ERRORS]++;
@@ -1144,7 +1148,7 @@ export function tapInfo(dev: NetDevice): {
 /** TAP counters by name, plus queue states (allocates). */
 export function tapStats(dev: NetDevice): Record<(typeof TAP_STAT_NAMES)[number], number> & TapQueueStates {
   const p = privOf(dev);
-  for (const q of p.queues) txReconcile(p, q);
+  tapTxReconcile(dev);
   const o = {} as Record<string, number>;
   TAP_STAT_NAMES.forEach((n, i) => {
     o[n] = p.stats[i] as number;

@@ -20,7 +20,6 @@
 import { type NetNamespace, RX_PACKETS } from "../core/netdev.js";
 import { tapAddon } from "../native/tap-addon.js";
 import { napiCacheIsEnabled, napiCacheSetEnabled } from "../skb/napi-cache.js";
-import { median } from "../bench/stats.js";
 
 /** Slices with fewer packets than this are idle time: left out of the pairs (their sums still count). */
 export const CACHE_AB_MIN_PACKETS = 200;
@@ -35,11 +34,11 @@ export interface CacheAbResult {
   ratio: number | null;
   /**
    * The same per (on, off) slice pair with at least CACHE_AB_MIN_PACKETS
-   * packets each: count, median, range, and the geometric mean with its 95 %
+   * packets each: count, range, and the geometric mean with its 95 %
    * confidence interval (mean of the log ratios ± 1.96 standard errors; null
-   * under 2 pairs).
+   * under 2 pairs). Kept as running sums: a run of any length holds no list.
    */
-  pairs: { n: number; median: number; min: number; max: number; geoMean: number; ci95: [number, number] | null } | null;
+  pairs: ({ n: number; min: number; max: number } & LogRatioStats) | null;
 }
 
 export interface CacheAbSide {
@@ -61,7 +60,43 @@ export interface CacheAb {
   readonly sum: { on: CacheAbSide; off: CacheAbSide };
   /** ns/packet of the last on slice (waiting for its off partner), or null. */
   pendingOn: number | null;
-  readonly ratios: number[];
+  /** The per-pair ratios, as running sums. */
+  readonly ratios: LogRatios;
+}
+
+/** Running sums of ratios on a log scale (Welford): count, mean and M2 of the logs, range. */
+export interface LogRatios {
+  n: number;
+  mean: number;
+  m2: number;
+  min: number;
+  max: number;
+}
+
+/** Geometric mean of ratios and its 95 % confidence interval (normal approximation on the logs; null under 2). */
+export interface LogRatioStats {
+  geoMean: number;
+  ci95: [number, number] | null;
+}
+
+export function logRatiosCreate(): LogRatios {
+  return { n: 0, mean: 0, m2: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
+}
+
+export function logRatiosAdd(a: LogRatios, r: number): void {
+  const x = Math.log(r);
+  a.n++;
+  const d = x - a.mean;
+  a.mean += d / a.n;
+  a.m2 += d * (x - a.mean);
+  if (r < a.min) a.min = r;
+  if (r > a.max) a.max = r;
+}
+
+export function logRatiosStats(a: LogRatios): LogRatioStats {
+  if (a.n < 2) return { geoMean: Math.exp(a.mean), ci95: null };
+  const h = (1.96 * Math.sqrt(a.m2 / (a.n - 1))) / Math.sqrt(a.n);
+  return { geoMean: Math.exp(a.mean), ci95: [Math.exp(a.mean - h), Math.exp(a.mean + h)] };
 }
 
 function rxPackets(ns: NetNamespace): number {
@@ -88,7 +123,7 @@ function cacheAbSlice(ab: CacheAb, ns: NetNamespace, flip: boolean): void {
   if (ab.on) {
     ab.pendingOn = busy ? dc / dp : null;
   } else {
-    if (ab.pendingOn !== null && busy) ab.ratios.push(dc / dp / ab.pendingOn);
+    if (ab.pendingOn !== null && busy) logRatiosAdd(ab.ratios, dc / dp / ab.pendingOn);
     ab.pendingOn = null;
   }
   if (flip) {
@@ -117,7 +152,7 @@ export function cacheAbStart(ns: NetNamespace, sliceMs: number): CacheAb {
     cpu0,
     sum: { on: side(), off: side() },
     pendingOn: null,
-    ratios: [],
+    ratios: logRatiosCreate(),
   };
   napiCacheSetEnabled(true);
   ab.timer = setInterval(() => cacheAbSlice(ab, ns, true), sliceMs);
@@ -141,19 +176,15 @@ export function cacheAbStop(ab: CacheAb, ns: NetNamespace): CacheAbResult {
     on: { ...ab.sum.on },
     off: { ...ab.sum.off },
     ratio: on !== null && off !== null && on > 0 ? off / on : null,
-    pairs: r.length === 0 ? null : { n: r.length, median: median(r), min: Math.min(...r), max: Math.max(...r), ...logStats(r) },
+    pairs: r.n === 0 ? null : { n: r.n, min: r.min, max: r.max, ...logRatiosStats(r) },
   };
 }
 
-/** Geometric mean of ratios and its 95 % confidence interval (normal approximation on the logs). */
-export function logStats(r: readonly number[]): { geoMean: number; ci95: [number, number] | null } {
-  const logs = r.map(Math.log);
-  const n = logs.length;
-  const m = logs.reduce((a, b) => a + b, 0) / n;
-  if (n < 2) return { geoMean: Math.exp(m), ci95: null };
-  const sd = Math.sqrt(logs.reduce((a, b) => a + (b - m) ** 2, 0) / (n - 1));
-  const h = (1.96 * sd) / Math.sqrt(n);
-  return { geoMean: Math.exp(m), ci95: [Math.exp(m - h), Math.exp(m + h)] };
+/** logRatiosStats of a list of ratios. */
+export function logStats(r: readonly number[]): LogRatioStats {
+  const a = logRatiosCreate();
+  for (const x of r) logRatiosAdd(a, x);
+  return logRatiosStats(a);
 }
 
 /** One report line (cold). */
@@ -166,10 +197,10 @@ export function formatCacheAb(r: CacheAbResult): string {
   );
 }
 
-/** "geometric mean 1.011× (95 % CI 1.002–1.020), median 1.004×, range 0.42–3.88, 533 pairs" (cold). */
+/** "geometric mean 1.011× (95 % CI 1.002–1.020), range 0.42–3.88, 533 pairs" (cold). */
 export function formatPairs(p: NonNullable<CacheAbResult["pairs"]>): string {
   return (
     `geometric mean ${p.geoMean.toFixed(3)}×${p.ci95 === null ? "" : ` (95 % CI ${p.ci95[0].toFixed(3)}–${p.ci95[1].toFixed(3)})`}, ` +
-    `median ${p.median.toFixed(3)}×, range ${p.min.toFixed(2)}–${p.max.toFixed(2)}, ${p.n} pairs`
+    `range ${p.min.toFixed(2)}–${p.max.toFixed(2)}, ${p.n} pairs`
   );
 }

@@ -270,13 +270,11 @@ export function parseForwardConfig(raw: unknown): ForwardConfig {
       names.add(`${name}.${id}`);
     });
     if (type === "tap") {
-      if (d.vnetHdr !== undefined) {
-        if (typeof d.vnetHdr !== "boolean") fail(`${p}.vnetHdr`, `expected true or false, got ${JSON.stringify(d.vnetHdr)}`);
-        dev.vnetHdr = d.vnetHdr;
-      }
-      if (d.txThread !== undefined) {
-        if (typeof d.txThread !== "boolean") fail(`${p}.txThread`, `expected true or false, got ${JSON.stringify(d.txThread)}`);
-        dev.txThread = d.txThread;
+      for (const k of ["vnetHdr", "txThread"] as const) {
+        const v = d[k];
+        if (v === undefined) continue;
+        if (typeof v !== "boolean") fail(`${p}.${k}`, `expected true or false, got ${JSON.stringify(v)}`);
+        dev[k] = v;
       }
     } else if (type === "vxlan" || type === "udp") {
       if (d.local === undefined) fail(`${p}.local`, "required (local address to bind, \"a.b.c.d\" or \"a.b.c.d:port\")");
